@@ -1,0 +1,12 @@
+//! The library's domain: checkouts (MySQL), patrons and books (MongoDB), and the
+//! checkout event that travels on Kafka. Connectors convert their rows into these
+//! types; the gateway only ever sees these.
+#![deny(missing_docs)]
+
+mod checkout;
+mod catalog;
+mod time;
+
+pub use catalog::{Book, BookCondition, BookCopy, Patron};
+pub use checkout::{Checkout, CheckoutEvent, EventKind};
+pub use time::{format_iso_millis, parse_iso};
