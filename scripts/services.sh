@@ -3,8 +3,9 @@
 #   MariaDB (MySQL), the Kafka-API broker nisshi, the MongoDB-wire server secantusd,
 #   and the project's own dev key service (auth-jwt).
 #
-#   scripts/services.sh up       install what is missing, start what is stopped, wait
-#                                until each answers, write the env file; idempotent
+#   scripts/services.sh up [SVC..] install what is missing, start what is stopped, wait
+#                                until each answers, write the env file; idempotent.
+#                                SVC: mysql mongo kafka keys (default: all)
 #   scripts/services.sh down     stop what `up` started (by PID), nothing else
 #   scripts/services.sh status   where each listens, and whether it answers
 #   scripts/services.sh env      print the env file path
@@ -62,8 +63,17 @@ pid_alive() {
 # (so it outlives this script), logging to $STATE/NAME.log, PID in $STATE/NAME.pid.
 start_bg() {
   local name=$1 dir=$2; shift 2
-  (cd "$dir" && setsid "$@" >"$STATE/$name.log" 2>&1 </dev/null & echo $! >"$STATE/$name.pid")
-  log "$name started (pid $(cat "$STATE/$name.pid"), log $STATE/$name.log)"
+  (
+    cd "$dir" || exit 1
+    # Close inherited descriptors (a caller's pipes) so the service holds none open.
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-"; fi
+    done
+    exec setsid "$@" >"$STATE/$name.log" 2>&1 </dev/null
+  ) &
+  echo $! >"$STATE/$name.pid"
+  log "$name started (pid $!, log $STATE/$name.log)"
 }
 
 apt_install() {
@@ -240,10 +250,15 @@ main() {
   mkdir -p "$STATE" "$CACHE"
   case "${1:-}" in
     up)
-      mysql_up
-      mongo_up
-      kafka_up
-      keys_up
+      shift
+      local wanted=("$@")
+      ((${#wanted[@]})) || wanted=(mysql mongo kafka keys)
+      for svc in "${wanted[@]}"; do
+        case $svc in
+          mysql | mongo | kafka | keys) "${svc}_up" ;;
+          *) die "unknown service $svc (mysql mongo kafka keys)" ;;
+        esac
+      done
       write_env
       status
       ;;

@@ -244,7 +244,11 @@ mod tests {
         let borrowers: HashSet<_> = checkouts.iter().map(|c| c.user_email.clone()).collect();
         assert_eq!(borrowers.len(), 100, "every patron has borrowed");
         for c in &checkouts {
-            assert!(emails.contains(&c.user_email), "{} is a patron", c.user_email);
+            assert!(
+                emails.contains(&c.user_email),
+                "{} is a patron",
+                c.user_email
+            );
             assert!(upc_set.contains(&c.asset_upc));
             assert!((2000..=2009).contains(&chrono::Datelike::year(&c.checkout_date)));
             if let Some(back) = c.checkin_date {

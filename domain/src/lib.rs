@@ -3,10 +3,15 @@
 //! types; the gateway only ever sees these.
 #![deny(missing_docs)]
 
-mod checkout;
 mod catalog;
+mod checkout;
+mod store;
 mod time;
 
 pub use catalog::{Book, BookCondition, BookCopy, Patron};
 pub use checkout::{Checkout, CheckoutEvent, EventKind};
+pub use store::{
+    CatalogStore, CheckoutError, CheckoutFilter, CheckoutStore, Sort, SortField, StoreError,
+    StoreErrorKind,
+};
 pub use time::{format_iso_millis, parse_iso};

@@ -84,7 +84,10 @@ impl Coordinator {
 
     /// The names of what will close, in order (for startup logs).
     pub fn names(&self) -> Vec<String> {
-        self.closeables.iter().map(|c| c.name().to_string()).collect()
+        self.closeables
+            .iter()
+            .map(|c| c.name().to_string())
+            .collect()
     }
 
     /// Runs the stop: readiness to draining, the delay, `drain` (the server's
@@ -264,7 +267,11 @@ mod tests {
         assert_eq!(outcome.exit_code(), 0);
         assert_eq!(drained.load(Ordering::SeqCst), 1);
         assert_eq!(*lock(&order), vec!["kafka", "mysql"]);
-        assert_eq!(start.elapsed(), Duration::from_secs(5), "the delay was honoured");
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(5),
+            "the delay was honoured"
+        );
     }
 
     #[tokio::test(start_paused = true)]

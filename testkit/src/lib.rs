@@ -54,7 +54,10 @@ impl Services {
     /// When the harness did not write it (the service is not configured).
     pub fn var(&self, name: &str) -> &str {
         self.vars.get(name).map(String::as_str).unwrap_or_else(|| {
-            panic!("{name} is not in {}; is its service up?", env_file().display())
+            panic!(
+                "{name} is not in {}; is its service up?",
+                env_file().display()
+            )
         })
     }
 

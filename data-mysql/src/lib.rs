@@ -1,0 +1,19 @@
+//! The checkouts connector: the legacy MySQL `checkouts` table, unchanged, plus the
+//! objects our migrations add (the one-open-checkout guard, indexes, the event
+//! outbox). Pooled with bb8 through diesel-async; every query is built by diesel,
+//! so every value is a bound parameter.
+#![deny(missing_docs)]
+
+mod config;
+mod error;
+mod migrate;
+mod outbox;
+mod pool;
+mod schema;
+mod seed;
+mod store;
+
+pub use config::MysqlConfig;
+pub use error::Error;
+pub use outbox::OutboxEvent;
+pub use store::MysqlCheckouts;

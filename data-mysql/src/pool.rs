@@ -1,0 +1,183 @@
+//! The connection pool, with what bb8 lacks for a graceful stop: a closed flag, a
+//! count of connections in use, and a close that waits for that count to reach zero
+//! and then quits every connection properly (so MariaDB's `Aborted_clients` does not
+//! grow).
+//!
+//! Why connections come from a `mysql_async::Pool` under bb8: a standalone
+//! `mysql_async::Conn` dropped without `disconnect().await` never sends COM_QUIT
+//! (mysql_async 0.36 marks it disconnected before its spawned quit runs), and
+//! diesel-async does not expose the inner connection to disconnect it. Connections
+//! borrowed from a `mysql_async::Pool` go back to it on drop, and
+//! `mysql_async::Pool::disconnect` then quits each one and waits for it.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncMysqlConnection};
+use domain::{StoreError, StoreErrorKind};
+use futures::FutureExt;
+use tokio::sync::Notify;
+
+use crate::{Error, MysqlConfig};
+
+type Manager = AsyncDieselConnectionManager<AsyncMysqlConnection>;
+
+/// Shared state between the pool and the leases it hands out.
+struct Tracker {
+    in_use: AtomicUsize,
+    released: Notify,
+}
+
+/// One unit of the in-use count, released on drop.
+struct InUse(Arc<Tracker>);
+
+impl InUse {
+    fn take(tracker: &Arc<Tracker>) -> Self {
+        tracker.in_use.fetch_add(1, Ordering::AcqRel);
+        InUse(Arc::clone(tracker))
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if self.0.in_use.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.released.notify_waiters();
+        }
+    }
+}
+
+/// A pooled connection plus the in-use count it holds up. Fields drop in order:
+/// the connection goes back to the pool before the count falls.
+pub(crate) struct Lease {
+    conn: PooledConnection<'static, AsyncMysqlConnection>,
+    _in_use: InUse,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = AsyncMysqlConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+/// The pool; `None` once closed.
+pub(crate) struct MysqlPool {
+    pool: Mutex<Option<Pool<AsyncMysqlConnection>>>,
+    /// Where bb8's connections come from, and where they return to be quit.
+    source: mysql_async::Pool,
+    closed: AtomicBool,
+    tracker: Arc<Tracker>,
+    config: MysqlConfig,
+}
+
+impl MysqlPool {
+    pub(crate) async fn connect(config: &MysqlConfig) -> Result<Self, Error> {
+        let tracker = Arc::new(Tracker {
+            in_use: AtomicUsize::new(0),
+            released: Notify::new(),
+        });
+        let source = connection_source(config, config.pool_limit)?;
+        let from = source.clone();
+        let mut manager_config = ManagerConfig::default();
+        manager_config.custom_setup = Box::new(move |_url| {
+            let from = from.clone();
+            async move {
+                let conn = from.get_conn().await.map_err(|e| {
+                    diesel::ConnectionError::BadConnection(format!("cannot connect: {e}"))
+                })?;
+                // Sets time_zone '+00:00' (DATETIME is UTC) and utf8mb4.
+                AsyncMysqlConnection::try_from(conn).await
+            }
+            .boxed()
+        });
+        // The URL is unused by our setup callback; no secret goes into the manager.
+        let manager = Manager::new_with_config("mysql://pooled", manager_config);
+        let pool = Pool::builder()
+            .max_size(config.pool_limit.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(config.acquire_timeout)
+            .build(manager)
+            .await
+            .map_err(|e| Error::Connect(Box::new(e)))?;
+        Ok(MysqlPool {
+            pool: Mutex::new(Some(pool)),
+            source,
+            closed: AtomicBool::new(false),
+            tracker,
+            config: config.clone(),
+        })
+    }
+
+    /// A connection, or `Closed` once closing began, or `Unavailable` when the
+    /// server cannot be reached within the acquire timeout.
+    pub(crate) async fn get(&self) -> Result<Lease, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::bare(StoreErrorKind::Closed));
+        }
+        let pool = lock(&self.pool)
+            .clone()
+            .ok_or_else(|| StoreError::bare(StoreErrorKind::Closed))?;
+        let in_use = InUse::take(&self.tracker);
+        let conn = pool
+            .get_owned()
+            .await
+            .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))?;
+        Ok(Lease {
+            conn,
+            _in_use: in_use,
+        })
+    }
+
+    /// Stops lending, waits up to the drain timeout for connections in use, drops
+    /// the pool (each connection sends COM_QUIT), then waits until the server no
+    /// longer lists them, bounded by the same timeout.
+    pub(crate) async fn close(&self) -> Result<(), StoreError> {
+        self.closed.store(true, Ordering::Release);
+        let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        loop {
+            let released = self.tracker.released.notified();
+            if self.tracker.in_use.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                tracing::warn!(
+                    in_use = self.tracker.in_use.load(Ordering::Acquire),
+                    "mysql: closing with queries still in flight"
+                );
+                break;
+            }
+        }
+        // Connections go back to `source` as bb8 drops them; then quit them all.
+        drop(lock(&self.pool).take());
+        match tokio::time::timeout_at(deadline, self.source.clone().disconnect()).await {
+            Ok(result) => result.map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e)),
+            Err(_) => Err(StoreError::bare(StoreErrorKind::Unavailable)),
+        }
+    }
+}
+
+/// A `mysql_async` pool of at most `limit` connections to `config`'s database.
+pub(crate) fn connection_source(
+    config: &MysqlConfig,
+    limit: u32,
+) -> Result<mysql_async::Pool, Error> {
+    let opts =
+        mysql_async::Opts::from_url(&config.url()).map_err(|e| Error::Connect(Box::new(e)))?;
+    let constraints = mysql_async::PoolConstraints::new(0, limit.max(1) as usize)
+        .ok_or_else(|| Error::Connect("invalid pool limit".into()))?;
+    let opts = mysql_async::OptsBuilder::from_opts(opts)
+        .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
+    Ok(mysql_async::Pool::new(opts))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

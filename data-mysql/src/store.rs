@@ -1,0 +1,363 @@
+//! `MysqlCheckouts`: the domain's `CheckoutStore` on the legacy table.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
+use domain::{
+    Checkout, CheckoutError, CheckoutFilter, CheckoutStore, EventKind, Sort, SortField, StoreError,
+};
+
+use crate::error::query_error;
+use crate::outbox::{self, OutboxEvent};
+use crate::pool::MysqlPool;
+use crate::schema::checkouts::{self, dsl};
+use crate::{migrate, seed, Error, MysqlConfig};
+
+/// The checkouts connector. Cheap to share behind an `Arc`; a `Closeable`.
+pub struct MysqlCheckouts {
+    pool: MysqlPool,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = checkouts, check_for_backend(diesel::mysql::Mysql))]
+struct Row {
+    row_id: i32,
+    user_email: String,
+    asset_upc: String,
+    checkout_date: NaiveDateTime,
+    checkin_date: Option<NaiveDateTime>,
+}
+
+impl From<Row> for Checkout {
+    fn from(r: Row) -> Self {
+        Checkout {
+            id: r.row_id,
+            user_email: r.user_email,
+            asset_upc: r.asset_upc,
+            checkout_date: r.checkout_date.and_utc(),
+            checkin_date: r.checkin_date.map(|t| t.and_utc()),
+        }
+    }
+}
+
+impl MysqlCheckouts {
+    /// Runs pending migrations, then opens the pool. Fails when the server cannot be
+    /// reached: the gateway decides whether that is fatal.
+    pub async fn connect(config: &MysqlConfig) -> Result<Self, Error> {
+        let applied = migrate::run(config).await?;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "mysql: migrations applied");
+        }
+        Ok(MysqlCheckouts {
+            pool: MysqlPool::connect(config).await?,
+        })
+    }
+
+    /// Creates the configured database if missing (tests, the seed tool, fresh
+    /// installs; production users usually lack the privilege and never call this).
+    pub async fn create_database(config: &MysqlConfig) -> Result<(), Error> {
+        let name = safe_identifier(&config.database)?;
+        admin_exec(config, &format!("CREATE DATABASE IF NOT EXISTS `{name}`")).await
+    }
+
+    /// Drops the configured database (test clean-up).
+    pub async fn drop_database(config: &MysqlConfig) -> Result<(), Error> {
+        let name = safe_identifier(&config.database)?;
+        admin_exec(config, &format!("DROP DATABASE IF EXISTS `{name}`")).await
+    }
+
+    /// Loads rows with their ids (the demo dataset); returns how many.
+    pub async fn insert_rows(
+        &self,
+        rows: impl Iterator<Item = Checkout> + Send,
+    ) -> Result<usize, StoreError> {
+        let mut conn = self.pool.get().await?;
+        seed::insert_all(&mut conn, rows).await.map_err(query_error)
+    }
+
+    /// The oldest unsent outbox events, at most `limit`.
+    pub async fn unsent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        outbox::unsent(&mut conn, i64::from(limit))
+            .await
+            .map_err(query_error)
+    }
+
+    /// Marks events sent after Kafka acknowledged them.
+    pub async fn mark_events_sent(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        outbox::mark_sent(&mut conn, seqs)
+            .await
+            .map(drop)
+            .map_err(query_error)
+    }
+
+    /// One round trip to the server: for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.get().await?;
+        conn.batch_execute("SELECT 1").await.map_err(query_error)
+    }
+
+    async fn load(
+        &self,
+        query: checkouts::BoxedQuery<'_, diesel::mysql::Mysql>,
+    ) -> Result<Vec<Checkout>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let rows: Vec<Row> = query
+            .select(Row::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(query_error)?;
+        Ok(rows.into_iter().map(Checkout::from).collect())
+    }
+}
+
+/// Runs one statement on a server-level connection, and quits it properly.
+async fn admin_exec(config: &MysqlConfig, sql: &str) -> Result<(), Error> {
+    use mysql_async::prelude::Queryable;
+    let connect = |e: mysql_async::Error| Error::Connect(Box::new(e));
+    let mut conn = mysql_async::Conn::from_url(config.server_url())
+        .await
+        .map_err(connect)?;
+    let result = conn.query_drop(sql).await.map_err(connect);
+    let _ = conn.disconnect().await;
+    result
+}
+
+/// Database names go into DDL, where no parameter can stand: allow only plain ones.
+fn safe_identifier(name: &str) -> Result<&str, Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Connect(
+            format!("refusing database name {name:?}").into(),
+        ))
+    }
+}
+
+fn filtered(filter: &CheckoutFilter) -> checkouts::BoxedQuery<'_, diesel::mysql::Mysql> {
+    let mut q = checkouts::table.into_boxed();
+    if let Some(email) = &filter.user_email {
+        q = q.filter(dsl::user_email.eq(email));
+    }
+    if let Some(upc) = &filter.asset_upc {
+        q = q.filter(dsl::asset_upc.eq(upc));
+    }
+    q
+}
+
+fn group_by<K: Fn(&Checkout) -> &String>(
+    rows: Vec<Checkout>,
+    key: K,
+) -> HashMap<String, Vec<Checkout>> {
+    let mut map: HashMap<String, Vec<Checkout>> = HashMap::new();
+    for row in rows {
+        map.entry(key(&row).clone()).or_default().push(row);
+    }
+    map
+}
+
+fn now_seconds() -> NaiveDateTime {
+    // DATETIME has whole seconds: truncate so the returned row equals the stored one.
+    let now = Utc::now();
+    DateTime::from_timestamp(now.timestamp(), 0)
+        .unwrap_or(now)
+        .naive_utc()
+}
+
+#[async_trait]
+impl CheckoutStore for MysqlCheckouts {
+    async fn list(
+        &self,
+        filter: &CheckoutFilter,
+        after: Option<DateTime<Utc>>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Checkout>, StoreError> {
+        let mut q = filtered(filter);
+        if let Some(t) = after {
+            q = q.filter(dsl::checkout_date.gt(t.naive_utc()));
+        }
+        q = q.order((dsl::checkout_date.asc(), dsl::row_id.asc()));
+        if let Some(n) = limit {
+            q = q.limit(i64::from(n));
+        }
+        self.load(q).await
+    }
+
+    async fn list_sorted(
+        &self,
+        filter: &CheckoutFilter,
+        sort: &[Sort],
+    ) -> Result<Vec<Checkout>, StoreError> {
+        let mut q = filtered(filter).order(dsl::row_id.asc());
+        // `order` replaces, `then_order_by` appends: build the key list, then id last.
+        if let Some(first) = sort.first() {
+            q = filtered(filter);
+            q = match (first.field, first.descending) {
+                (SortField::UserEmail, false) => q.order(dsl::user_email.asc()),
+                (SortField::UserEmail, true) => q.order(dsl::user_email.desc()),
+                (SortField::AssetUpc, false) => q.order(dsl::asset_upc.asc()),
+                (SortField::AssetUpc, true) => q.order(dsl::asset_upc.desc()),
+                (SortField::CheckinDate, false) => q.order(dsl::checkin_date.asc()),
+                (SortField::CheckinDate, true) => q.order(dsl::checkin_date.desc()),
+                (SortField::CheckoutDate, false) => q.order(dsl::checkout_date.asc()),
+                (SortField::CheckoutDate, true) => q.order(dsl::checkout_date.desc()),
+            };
+            for s in &sort[1..] {
+                q = match (s.field, s.descending) {
+                    (SortField::UserEmail, false) => q.then_order_by(dsl::user_email.asc()),
+                    (SortField::UserEmail, true) => q.then_order_by(dsl::user_email.desc()),
+                    (SortField::AssetUpc, false) => q.then_order_by(dsl::asset_upc.asc()),
+                    (SortField::AssetUpc, true) => q.then_order_by(dsl::asset_upc.desc()),
+                    (SortField::CheckinDate, false) => q.then_order_by(dsl::checkin_date.asc()),
+                    (SortField::CheckinDate, true) => q.then_order_by(dsl::checkin_date.desc()),
+                    (SortField::CheckoutDate, false) => q.then_order_by(dsl::checkout_date.asc()),
+                    (SortField::CheckoutDate, true) => q.then_order_by(dsl::checkout_date.desc()),
+                };
+            }
+            q = q.then_order_by(dsl::row_id.asc());
+        }
+        self.load(q).await
+    }
+
+    async fn by_id(&self, id: i32) -> Result<Option<Checkout>, StoreError> {
+        let q = checkouts::table.filter(dsl::row_id.eq(id)).into_boxed();
+        Ok(self.load(q).await?.into_iter().next())
+    }
+
+    async fn by_assets(
+        &self,
+        upcs: &[String],
+        open_only: bool,
+    ) -> Result<HashMap<String, Vec<Checkout>>, StoreError> {
+        if upcs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut q = checkouts::table
+            .filter(dsl::asset_upc.eq_any(upcs))
+            .into_boxed();
+        if open_only {
+            q = q.filter(dsl::checkin_date.is_null());
+        }
+        let q = q.order((dsl::asset_upc, dsl::checkout_date, dsl::row_id));
+        Ok(group_by(self.load(q).await?, |c| &c.asset_upc))
+    }
+
+    async fn by_emails(
+        &self,
+        emails: &[String],
+        open_only: bool,
+    ) -> Result<HashMap<String, Vec<Checkout>>, StoreError> {
+        if emails.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let mut q = checkouts::table
+            .filter(dsl::user_email.eq_any(emails))
+            .into_boxed();
+        if open_only {
+            q = q.filter(dsl::checkin_date.is_null());
+        }
+        let q = q.order((dsl::user_email, dsl::checkout_date, dsl::row_id));
+        Ok(group_by(self.load(q).await?, |c| &c.user_email))
+    }
+
+    async fn check_out(
+        &self,
+        asset_upc: &str,
+        user_email: &str,
+    ) -> Result<Checkout, CheckoutError> {
+        let mut conn = self.pool.get().await?;
+        let asset = asset_upc.to_string();
+        let email = user_email.to_string();
+        let result = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                diesel::insert_into(checkouts::table)
+                    .values((
+                        dsl::user_email.eq(&email),
+                        dsl::asset_upc.eq(&asset),
+                        dsl::checkout_date.eq(now_seconds()),
+                    ))
+                    .execute(conn)
+                    .await?;
+                let id: u64 = diesel::select(diesel::dsl::sql::<
+                    diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
+                >("LAST_INSERT_ID()"))
+                .get_result(conn)
+                .await?;
+                let row: Checkout = checkouts::table
+                    .find(id as i32)
+                    .select(Row::as_select())
+                    .first(conn)
+                    .await?
+                    .into();
+                outbox::record(conn, EventKind::Checkout, &row).await?;
+                Ok(row)
+            })
+            .await;
+        match result {
+            Ok(row) => Ok(row),
+            // The only unique key an insert can hit is the one-open-checkout guard.
+            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                Err(CheckoutError::AlreadyCheckedOut)
+            }
+            Err(e) => Err(CheckoutError::Store(query_error(e))),
+        }
+    }
+
+    async fn check_in(&self, asset_upc: &str) -> Result<Checkout, CheckoutError> {
+        let mut conn = self.pool.get().await?;
+        let asset = asset_upc.to_string();
+        let result = conn
+            .transaction::<_, DieselError, _>(async |conn| {
+                let open: Option<Row> = checkouts::table
+                    .filter(dsl::asset_upc.eq(&asset))
+                    .filter(dsl::checkin_date.is_null())
+                    .select(Row::as_select())
+                    .for_update()
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let Some(open) = open else {
+                    return Ok(None);
+                };
+                let now = now_seconds();
+                diesel::update(checkouts::table.find(open.row_id))
+                    .set(dsl::checkin_date.eq(Some(now)))
+                    .execute(conn)
+                    .await?;
+                let mut row = Checkout::from(open);
+                row.checkin_date = Some(now.and_utc());
+                outbox::record(conn, EventKind::Checkin, &row).await?;
+                Ok(Some(row))
+            })
+            .await;
+        match result {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(CheckoutError::NoOpenCheckout),
+            Err(e) => Err(CheckoutError::Store(query_error(e))),
+        }
+    }
+}
+
+#[async_trait]
+impl shutdown::Closeable for MysqlCheckouts {
+    fn name(&self) -> &str {
+        "mysql-pool"
+    }
+
+    async fn close(&self) -> Result<(), shutdown::BoxError> {
+        self.pool.close().await.map_err(Into::into)
+    }
+}

@@ -1,0 +1,389 @@
+//! Against the harness's real MariaDB, each test in a fresh database dropped on exit.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use data_mysql::{MysqlCheckouts, MysqlConfig};
+use domain::{Checkout, CheckoutError, CheckoutFilter, CheckoutStore, Sort, SortField};
+use shutdown::Closeable;
+
+/// A fresh database on the harness's server, dropped when the test ends.
+struct TestDb {
+    config: MysqlConfig,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let s = testkit::services();
+        let mut base = MysqlConfig::new(
+            s.var("MYSQL_HOST"),
+            s.var("MYSQL_USER"),
+            s.var("MYSQL_PASSWORD"),
+            s.var("MYSQL_DATABASE"),
+        );
+        base.port = s.var("MYSQL_PORT").parse().expect("MYSQL_PORT");
+        let config = base.with_database(&testkit::unique_name("cl_test"));
+        MysqlCheckouts::create_database(&config)
+            .await
+            .expect("create test database");
+        TestDb { config }
+    }
+
+    async fn store(&self) -> MysqlCheckouts {
+        MysqlCheckouts::connect(&self.config)
+            .await
+            .expect("connect")
+    }
+
+    async fn demo_store(&self) -> MysqlCheckouts {
+        let store = self.store().await;
+        let n = store
+            .insert_rows(demo_data::checkouts(demo_data::Scale::default()))
+            .await
+            .expect("load demo");
+        assert_eq!(n, demo_data::DEMO_CHECKOUTS);
+        store
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let config = self.config.clone();
+        // Drop runs inside the test's runtime: clean up on a thread of our own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|rt| rt.block_on(MysqlCheckouts::drop_database(&config)))
+        })
+        .join();
+    }
+}
+
+fn all() -> CheckoutFilter {
+    CheckoutFilter::default()
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent_and_safe_when_instances_start_together() {
+    let db = TestDb::new().await;
+    let (a, b) = tokio::join!(
+        MysqlCheckouts::connect(&db.config),
+        MysqlCheckouts::connect(&db.config)
+    );
+    a.expect("first instance");
+    b.expect("second instance");
+    let again = db.store().await;
+    assert!(again.list(&all(), None, None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn list_filters_orders_and_pages_like_the_seed() {
+    let db = TestDb::new().await;
+    let store = db.demo_store().await;
+    let everything = store.list(&all(), None, None).await.unwrap();
+    assert_eq!(everything.len(), 421);
+    let dates: Vec<_> = everything.iter().map(|c| c.checkout_date).collect();
+    let mut sorted = dates.clone();
+    sorted.sort();
+    assert_eq!(dates, sorted, "ascending by checkout date");
+
+    let page = store.list(&all(), None, Some(50)).await.unwrap();
+    assert_eq!(page, everything[..50]);
+    let cursor = page[49].checkout_date;
+    let next = store.list(&all(), Some(cursor), Some(50)).await.unwrap();
+    assert_eq!(
+        next[0], everything[50],
+        "cursor: strictly after the last date seen"
+    );
+
+    let email = everything[7].user_email.clone();
+    let upc = everything[7].asset_upc.clone();
+    let both = CheckoutFilter {
+        user_email: Some(email.clone()),
+        asset_upc: Some(upc.clone()),
+    };
+    let rows = store.list(&both, None, None).await.unwrap();
+    assert!(!rows.is_empty());
+    assert!(rows
+        .iter()
+        .all(|c| c.user_email == email && c.asset_upc == upc));
+    let expected = everything
+        .iter()
+        .filter(|c| c.user_email == email && c.asset_upc == upc)
+        .count();
+    assert_eq!(rows.len(), expected, "filters are ANDed");
+}
+
+#[tokio::test]
+async fn every_string_filter_is_a_parameter() {
+    let db = TestDb::new().await;
+    let store = db.demo_store().await;
+    let hostile = [
+        "' OR '1'='1",
+        "x'; DROP TABLE checkouts; --",
+        "\\' OR 1=1 -- ",
+        "9000000001' UNION SELECT 1,2,3,4,5 -- ",
+        "\"; DELETE FROM checkouts; #",
+    ];
+    for h in hostile {
+        let f = CheckoutFilter {
+            user_email: Some(h.into()),
+            asset_upc: None,
+        };
+        assert!(store.list(&f, None, None).await.unwrap().is_empty(), "{h}");
+        let f = CheckoutFilter {
+            user_email: None,
+            asset_upc: Some(h.into()),
+        };
+        assert!(store.list_sorted(&f, &[]).await.unwrap().is_empty(), "{h}");
+        assert!(store
+            .by_assets(&[h.into()], false)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store.by_emails(&[h.into()], true).await.unwrap().is_empty());
+        assert!(matches!(
+            store.check_in(h).await,
+            Err(CheckoutError::NoOpenCheckout)
+        ));
+    }
+    assert_eq!(store.list(&all(), None, None).await.unwrap().len(), 421);
+}
+
+#[tokio::test]
+async fn batches_group_per_key_in_one_query() {
+    let db = TestDb::new().await;
+    let store = db.demo_store().await;
+    let everything = store.list(&all(), None, None).await.unwrap();
+    let upcs: Vec<String> = (0..35).map(demo_data::copy_upc).collect();
+    let by_asset = store.by_assets(&upcs, false).await.unwrap();
+    assert_eq!(by_asset.len(), 35);
+    assert_eq!(by_asset.values().map(Vec::len).sum::<usize>(), 421);
+    for (upc, rows) in &by_asset {
+        assert!(rows.iter().all(|c| &c.asset_upc == upc));
+        assert!(rows
+            .windows(2)
+            .all(|w| w[0].checkout_date <= w[1].checkout_date));
+    }
+    let open = store.by_assets(&upcs, true).await.unwrap();
+    assert_eq!(open.values().map(Vec::len).sum::<usize>(), 18);
+    assert!(open.values().flatten().all(Checkout::is_open));
+
+    let emails: Vec<String> = everything[..20]
+        .iter()
+        .map(|c| c.user_email.clone())
+        .collect();
+    let by_email = store.by_emails(&emails, false).await.unwrap();
+    let distinct: HashSet<_> = emails.iter().collect();
+    assert_eq!(by_email.len(), distinct.len());
+    for (email, rows) in &by_email {
+        let expected = everything.iter().filter(|c| &c.user_email == email).count();
+        assert_eq!(rows.len(), expected);
+    }
+    assert!(store.by_emails(&[], false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn feed_sorting_uses_every_key_then_id() {
+    let db = TestDb::new().await;
+    let store = db.demo_store().await;
+    let sort = [
+        Sort {
+            field: SortField::AssetUpc,
+            descending: true,
+        },
+        Sort {
+            field: SortField::CheckoutDate,
+            descending: false,
+        },
+    ];
+    let rows = store.list_sorted(&all(), &sort).await.unwrap();
+    assert_eq!(rows.len(), 421);
+    assert!(rows.windows(2).all(|w| {
+        w[0].asset_upc > w[1].asset_upc
+            || (w[0].asset_upc == w[1].asset_upc && w[0].checkout_date <= w[1].checkout_date)
+    }));
+    let by_id = store.list_sorted(&all(), &[]).await.unwrap();
+    assert!(by_id.windows(2).all(|w| w[0].id < w[1].id));
+}
+
+#[tokio::test]
+async fn datetimes_round_trip_exactly_as_utc() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    let row = Checkout {
+        id: 77,
+        user_email: "a@b.org".into(),
+        asset_upc: "9000000028".into(),
+        checkout_date: Utc.with_ymd_and_hms(2000, 1, 31, 10, 27, 0).unwrap(),
+        checkin_date: Some(Utc.with_ymd_and_hms(2000, 3, 26, 1, 30, 59).unwrap()),
+    };
+    store
+        .insert_rows(std::iter::once(row.clone()))
+        .await
+        .unwrap();
+    assert_eq!(store.by_id(77).await.unwrap(), Some(row));
+    assert_eq!(store.by_id(78).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn fifty_concurrent_checkouts_of_one_asset_give_exactly_one_row() {
+    let db = TestDb::new().await;
+    let mut config = db.config.clone();
+    config.pool_limit = 50;
+    let store = Arc::new(MysqlCheckouts::connect(&config).await.unwrap());
+    let attempts = (0..50).map(|i| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store
+                .check_out("9000000028", &format!("p{i}@example.org"))
+                .await
+        })
+    });
+    let results = futures::future::join_all(attempts).await;
+    let mut won = 0;
+    for r in results {
+        match r.unwrap() {
+            Ok(_) => won += 1,
+            Err(CheckoutError::AlreadyCheckedOut) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    let f = CheckoutFilter {
+        user_email: None,
+        asset_upc: Some("9000000028".into()),
+    };
+    assert_eq!(store.list(&f, None, None).await.unwrap().len(), 1);
+    assert_eq!(
+        store.unsent_events(100).await.unwrap().len(),
+        1,
+        "one event"
+    );
+}
+
+#[tokio::test]
+async fn checkout_and_checkin_write_row_and_event_together() {
+    let db = TestDb::new().await;
+    let store = db.store().await;
+    assert!(matches!(
+        store.check_in("9000000005").await,
+        Err(CheckoutError::NoOpenCheckout)
+    ));
+    let out = store.check_out("9000000005", "a@b.org").await.unwrap();
+    assert!(out.is_open());
+    let back = store.check_in("9000000005").await.unwrap();
+    assert_eq!(back.id, out.id);
+    assert!(back.checkin_date.is_some());
+    assert_eq!(store.by_id(out.id).await.unwrap(), Some(back.clone()));
+    let again = store.check_out("9000000005", "c@d.org").await.unwrap();
+    assert_ne!(again.id, out.id, "a returned copy can go out again");
+
+    let events = store.unsent_events(10).await.unwrap();
+    let topics: Vec<_> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(topics, ["checkout", "checkin", "checkout"]);
+    assert!(events.iter().all(|e| e.key == "9000000005"));
+    let checkin: domain::CheckoutEvent = serde_json::from_str(&events[1].payload).unwrap();
+    assert_eq!(checkin.to_checkout(), Some(back));
+    let ids: HashSet<_> = events.iter().map(|e| e.event_id.clone()).collect();
+    assert_eq!(ids.len(), 3, "event ids are unique");
+
+    store.mark_events_sent(&[events[0].seq]).await.unwrap();
+    let left = store.unsent_events(10).await.unwrap();
+    assert_eq!(left, events[1..]);
+}
+
+async fn aborted_clients() -> u64 {
+    use mysql_async::prelude::Queryable;
+    let s = testkit::services();
+    let url = format!(
+        "mysql://{}:{}@{}:{}",
+        s.var("MYSQL_USER"),
+        s.var("MYSQL_PASSWORD"),
+        s.var("MYSQL_HOST"),
+        s.var("MYSQL_PORT")
+    );
+    let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
+    let row: Option<(String, u64)> = conn
+        .query_first("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
+        .await
+        .unwrap();
+    conn.disconnect().await.unwrap();
+    row.map(|(_, v)| v).unwrap()
+}
+
+#[tokio::test]
+async fn close_quits_every_connection_and_refuses_new_work() {
+    let db = TestDb::new().await;
+    let store = Arc::new(db.store().await);
+    // Open several connections at once so the pool holds more than one.
+    let busy = (0..5).map(|_| {
+        let s = Arc::clone(&store);
+        tokio::spawn(async move { s.list(&all(), None, None).await.map(|_| ()) })
+    });
+    for r in futures::future::join_all(busy).await {
+        r.unwrap().unwrap();
+    }
+    let before = aborted_clients().await;
+    store.close().await.expect("clean close");
+    let after = aborted_clients().await;
+    assert_eq!(before, after, "no connection was aborted");
+    let err = store.list(&all(), None, None).await.unwrap_err();
+    assert_eq!(err.kind(), domain::StoreErrorKind::Closed);
+}
+
+#[tokio::test]
+async fn pool_recovers_after_its_connections_are_killed() {
+    use mysql_async::prelude::Queryable;
+    let db = TestDb::new().await;
+    let store = db.demo_store().await;
+    assert_eq!(store.list(&all(), None, Some(1)).await.unwrap().len(), 1);
+    let s = testkit::services();
+    let url = format!(
+        "mysql://{}:{}@{}:{}",
+        s.var("MYSQL_USER"),
+        s.var("MYSQL_PASSWORD"),
+        s.var("MYSQL_HOST"),
+        s.var("MYSQL_PORT")
+    );
+    let mut admin = mysql_async::Conn::from_url(url).await.unwrap();
+    let ids: Vec<u64> = admin
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+            (db.config.database.clone(),),
+        )
+        .await
+        .unwrap();
+    assert!(!ids.is_empty(), "the pool holds a connection");
+    for id in ids {
+        admin.query_drop(format!("KILL {id}")).await.unwrap();
+    }
+    admin.disconnect().await.unwrap();
+    // The first call may see the dead connection; the pool must heal within a retry.
+    let first = store.list(&all(), None, Some(1)).await;
+    if let Err(e) = &first {
+        assert!(
+            e.is_unavailable(),
+            "a killed connection is 'unavailable': {e:?}"
+        );
+    }
+    assert_eq!(store.list(&all(), None, Some(1)).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_a_typed_error() {
+    let mut config = MysqlConfig::new("127.0.0.1", "graphql", "graphqlpw", "central-library");
+    // Port 9 (discard) is closed on the test hosts: connection refused.
+    config.port = 9;
+    let err = match MysqlCheckouts::connect(&config).await {
+        Err(e) => e,
+        Ok(_) => panic!("connected to a closed port"),
+    };
+    assert!(matches!(err, data_mysql::Error::Connect(_)), "{err:?}");
+    assert!(
+        !format!("{err:?}").contains("graphqlpw"),
+        "no password in errors"
+    );
+}
