@@ -137,11 +137,14 @@ kafka_up() {
       --advertised-listener-url "tcp://$HOST:$KAFKA_PORT" \
       --storage-engine memory://nisshi/ \
       --group-initial-rebalance-delay 0s
-    wait_until 60 nisshi port_open "$KAFKA_PORT"
+    wait_until 60 nisshi "$bin" topic list --broker "tcp://$HOST:$KAFKA_PORT"
   fi
+  local topics; topics=$("$bin" topic list --broker "tcp://$HOST:$KAFKA_PORT")
   for topic in checkout checkin; do
-    "$bin" topic create --broker "tcp://$HOST:$KAFKA_PORT" --name "$topic" \
-      --partitions 3 >/dev/null 2>&1 || true
+    if ! grep -qw "$topic" <<<"$topics"; then
+      "$bin" topic create --broker "tcp://$HOST:$KAFKA_PORT" --partitions 3 --silent "$topic" \
+        || die "cannot create topic $topic"
+    fi
   done
 }
 

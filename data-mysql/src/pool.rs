@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncMysqlConnection};
+use diesel_async::AsyncMysqlConnection;
 use domain::{StoreError, StoreErrorKind};
 use futures::FutureExt;
 use tokio::sync::Notify;

@@ -124,7 +124,7 @@ pub fn books() -> Vec<Book> {
                 author: (*author).into(),
                 year_published: *year,
                 genre: (*genre).into(),
-                isbn13: isbn13(978_0_000_00000 + 7919 * (i as u64 + 1)),
+                isbn13: isbn13(978_000_000_000 + 7919 * (i as u64 + 1)),
                 copies,
             }
         })
