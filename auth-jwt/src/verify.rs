@@ -1,0 +1,159 @@
+//! Token verification.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+
+use crate::keys::Keys;
+use crate::{AuthError, CurrentUser, KeySource, Role};
+
+/// What a token must satisfy.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// Accepted algorithms (default RS256 only). `none` can never be listed, and HS*
+    /// is refused whatever the list says: the key is public.
+    pub algorithms: Vec<Algorithm>,
+    /// Clock skew tolerated on `exp` and `nbf` (5 s).
+    pub leeway: Duration,
+    /// Required `iss`, if set.
+    pub issuer: Option<String>,
+    /// Required `aud`, if set.
+    pub audience: Option<String>,
+}
+
+impl Default for VerifierConfig {
+    fn default() -> Self {
+        VerifierConfig {
+            algorithms: vec![Algorithm::RS256],
+            leeway: Duration::from_secs(5),
+            issuer: None,
+            audience: None,
+        }
+    }
+}
+
+/// Verifies tokens against the key source.
+#[derive(Clone)]
+pub struct Verifier {
+    keys: KeySource,
+    config: VerifierConfig,
+}
+
+/// The claims we read. `sub` may be a string or a number in the wild.
+#[derive(Deserialize)]
+struct Claims {
+    sub: Subject,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    roles: Roles,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Subject {
+    Text(String),
+    Number(i64),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Roles {
+    List(Vec<String>),
+    One(String),
+    #[default]
+    None,
+}
+
+/// Headers larger than this are refused before any parsing (a hostile token).
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+impl Verifier {
+    /// A verifier using `keys`.
+    pub fn new(keys: KeySource, config: VerifierConfig) -> Self {
+        Verifier { keys, config }
+    }
+
+    /// The key source (for readiness and the refresher).
+    pub fn key_source(&self) -> &KeySource {
+        &self.keys
+    }
+
+    /// Verifies `token` and returns its user.
+    pub async fn verify(&self, token: &str) -> Result<CurrentUser, AuthError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let alg = header.alg;
+        if !self.allowed(alg) {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        let kid = header.kid.as_deref();
+        let keys = self.keys.keys().await?;
+        let result = match keys.find(kid) {
+            Some(key) => self.check(token, alg, key),
+            None => Err(AuthError::UnknownKey),
+        };
+        match result {
+            // A rotated key: refresh (rate-limited) and try once more.
+            Err(AuthError::UnknownKey) | Err(AuthError::BadSignature)
+                if matches!(keys, Keys::Set(_)) =>
+            {
+                let Some(fresh) = self.keys.keys_after_unknown_kid().await else {
+                    return result;
+                };
+                match fresh.find(kid) {
+                    Some(key) => self.check(token, alg, key),
+                    None => Err(AuthError::UnknownKey),
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn allowed(&self, alg: Algorithm) -> bool {
+        let symmetric = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        !symmetric && self.config.algorithms.contains(&alg)
+    }
+
+    fn check(
+        &self,
+        token: &str,
+        alg: Algorithm,
+        key: &jsonwebtoken::DecodingKey,
+    ) -> Result<CurrentUser, AuthError> {
+        let mut validation = Validation::new(alg);
+        validation.algorithms = vec![alg];
+        validation.leeway = self.config.leeway.as_secs();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        // `sub` is required by `Claims` itself (string or number); jsonwebtoken would
+        // insist on a string.
+        validation.set_required_spec_claims(&["exp"]);
+        match &self.config.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(iss) = &self.config.issuer {
+            validation.set_issuer(&[iss]);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, key, &validation)?;
+        let claims = data.claims;
+        let roles: BTreeSet<Role> = match claims.roles {
+            Roles::List(list) => list.iter().filter_map(|r| Role::parse(r)).collect(),
+            Roles::One(one) => one.split(',').filter_map(Role::parse).collect(),
+            Roles::None => BTreeSet::new(),
+        };
+        Ok(CurrentUser {
+            sub: match claims.sub {
+                Subject::Text(s) => s,
+                Subject::Number(n) => n.to_string(),
+            },
+            username: claims.username,
+            roles,
+        })
+    }
+}

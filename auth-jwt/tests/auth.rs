@@ -1,0 +1,447 @@
+//! Verification over real HTTP: a key server in this process (actix on port 0) serves
+//! PEM or JWKS documents that each test swaps at will, and counts fetches.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use actix_web::{web, App, HttpResponse, HttpServer};
+use auth_jwt::dev::{default_users, DevIssuer};
+use auth_jwt::{
+    bearer_token, AuthError, KeySource, KeySourceConfig, Role, Verifier, VerifierConfig,
+};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::json;
+
+fn issuer_a() -> &'static DevIssuer {
+    static A: OnceLock<DevIssuer> = OnceLock::new();
+    A.get_or_init(|| DevIssuer::generate(default_users()).unwrap())
+}
+
+fn issuer_b() -> &'static DevIssuer {
+    static B: OnceLock<DevIssuer> = OnceLock::new();
+    B.get_or_init(|| DevIssuer::generate(default_users()).unwrap())
+}
+
+/// What the key server answers, changeable while it runs.
+#[derive(Clone)]
+struct KeyServer {
+    body: Arc<Mutex<(u16, String)>>,
+    fetches: Arc<AtomicUsize>,
+    url: String,
+}
+
+impl KeyServer {
+    async fn start(status: u16, body: String) -> Self {
+        let state = Arc::new(Mutex::new((status, body)));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let (s, f) = (Arc::clone(&state), Arc::clone(&fetches));
+        let server = HttpServer::new(move || {
+            let (s, f) = (Arc::clone(&s), Arc::clone(&f));
+            App::new().route(
+                "/key",
+                web::get().to(move || {
+                    let (s, f) = (Arc::clone(&s), Arc::clone(&f));
+                    async move {
+                        f.fetch_add(1, Ordering::SeqCst);
+                        let (status, body) = s.lock().unwrap().clone();
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
+                            .body(body)
+                    }
+                }),
+            )
+        })
+        .workers(1)
+        .disable_signals()
+        .bind("127.0.0.1:0")
+        .unwrap();
+        let port = server.addrs()[0].port();
+        tokio::spawn(server.run());
+        KeyServer {
+            body: state,
+            fetches,
+            url: format!("http://127.0.0.1:{port}/key"),
+        }
+    }
+
+    fn serve(&self, status: u16, body: impl Into<String>) {
+        *self.body.lock().unwrap() = (status, body.into());
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(Ordering::SeqCst)
+    }
+
+    fn verifier(&self, ttl: Duration) -> Verifier {
+        let mut config = KeySourceConfig::new(&self.url);
+        config.ttl = ttl;
+        config.max_bytes = 16 * 1024;
+        Verifier::new(KeySource::new(config).unwrap(), VerifierConfig::default())
+    }
+}
+
+fn token(issuer: &DevIssuer, username: &str) -> String {
+    issuer.issue(issuer.user(username).unwrap()).unwrap()
+}
+
+/// A token signed by `issuer`'s key with arbitrary header and claims.
+fn forge(issuer: &DevIssuer, header: Header, claims: serde_json::Value) -> String {
+    let key = EncodingKey::from_rsa_pem(issuer.private_pem().as_bytes()).unwrap();
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn jwks_of(issuers: &[&DevIssuer]) -> String {
+    let keys: Vec<_> = issuers
+        .iter()
+        .flat_map(|i| i.jwks()["keys"].as_array().unwrap().clone())
+        .collect();
+    json!({ "keys": keys }).to_string()
+}
+
+#[tokio::test]
+async fn a_dev_token_verifies_against_the_pem_and_yields_the_user() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    let user = verifier.verify(&token(issuer_a(), "user1")).await.unwrap();
+    assert_eq!(user.sub, "12345");
+    assert_eq!(user.username.as_deref(), Some("user1"));
+    assert!(user.has(Role::Admin) && user.has(Role::Librarian) && user.has(Role::User));
+    let self_user = verifier
+        .verify(&token(issuer_a(), "apickerin0@51.la"))
+        .await
+        .unwrap();
+    assert_eq!(self_user.sub, "5c33c3e9e7bbb6886d531342");
+    assert!(!self_user.has(Role::Librarian));
+}
+
+#[tokio::test]
+async fn roles_are_case_insensitive() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    let t = forge(
+        issuer_a(),
+        Header::new(Algorithm::RS256),
+        json!({"sub": 7, "roles": ["ADMIN", "Librarian", "bogus"], "exp": now() + 60}),
+    );
+    let user = verifier.verify(&t).await.unwrap();
+    assert_eq!(user.sub, "7");
+    assert!(user.has(Role::Admin) && user.has(Role::Librarian) && !user.has(Role::User));
+}
+
+/// Which refusal a hostile token must get.
+type Expect = fn(&AuthError) -> bool;
+
+#[tokio::test]
+async fn attack_suite_every_case_is_refused() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    let good = token(issuer_a(), "user1");
+    let claims = json!({"sub": "12345", "roles": ["admin"], "exp": now() + 600});
+    let b64 = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
+
+    // alg none, unsigned.
+    let none = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "typ": "JWT"})),
+        b64(claims.clone())
+    );
+    // HS256 signed with the public PEM as the HMAC secret (the classic confusion).
+    let hs256 = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(issuer_a().public_pem().as_bytes()),
+    )
+    .unwrap();
+    let rs384 = forge(issuer_a(), Header::new(Algorithm::RS384), claims.clone());
+    let expired = forge(
+        issuer_a(),
+        Header::new(Algorithm::RS256),
+        json!({"sub": "1", "exp": now() - 3600}),
+    );
+    let not_yet = forge(
+        issuer_a(),
+        Header::new(Algorithm::RS256),
+        json!({"sub": "1", "exp": now() + 7200, "nbf": now() + 3600}),
+    );
+    let no_exp = forge(
+        issuer_a(),
+        Header::new(Algorithm::RS256),
+        json!({"sub": "1"}),
+    );
+    let parts: Vec<&str> = good.split('.').collect();
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(json!({"sub": "12345", "roles": ["admin"], "exp": now() + 99999})),
+        parts[2]
+    );
+    let other_key = token(issuer_b(), "user1");
+    let huge = format!("{}.{}.{}", "A".repeat(40_000), parts[1], parts[2]);
+
+    let cases: Vec<(&str, String, Expect)> = vec![
+        ("alg none", none, |e| {
+            matches!(e, AuthError::AlgorithmNotAllowed | AuthError::Malformed)
+        }),
+        ("HS256 with the public key", hs256, |e| {
+            matches!(e, AuthError::AlgorithmNotAllowed)
+        }),
+        ("RS384 not allowed", rs384, |e| {
+            matches!(e, AuthError::AlgorithmNotAllowed)
+        }),
+        ("expired", expired, |e| matches!(e, AuthError::Expired)),
+        ("nbf in the future", not_yet, |e| {
+            matches!(e, AuthError::NotYetValid)
+        }),
+        ("no exp", no_exp, |e| matches!(e, AuthError::BadClaims)),
+        ("tampered payload", tampered, |e| {
+            matches!(e, AuthError::BadSignature)
+        }),
+        ("another key", other_key, |e| {
+            matches!(e, AuthError::BadSignature)
+        }),
+        ("bad base64", "abc.d*f!.ghi".into(), |e| {
+            matches!(e, AuthError::Malformed)
+        }),
+        ("two parts", "abc.def".into(), |e| {
+            matches!(e, AuthError::Malformed)
+        }),
+        ("empty", String::new(), |e| {
+            matches!(e, AuthError::Malformed)
+        }),
+        ("huge header", huge, |e| matches!(e, AuthError::Malformed)),
+    ];
+    for (name, token, expected) in cases {
+        match verifier.verify(&token).await {
+            Ok(user) => panic!("{name}: accepted as {user:?}"),
+            Err(e) => {
+                assert!(expected(&e), "{name}: wrong refusal {e:?}");
+                assert_eq!(e.code(), "AUTH_TOKEN_ERROR");
+            }
+        }
+    }
+    assert!(matches!(
+        bearer_token(Some("Bearer ")),
+        Err(AuthError::BadScheme)
+    ));
+    assert!(matches!(
+        bearer_token(Some("Basic abc")),
+        Err(AuthError::BadScheme)
+    ));
+    assert!(
+        verifier.verify(&good).await.is_ok(),
+        "the good token still works"
+    );
+}
+
+#[tokio::test]
+async fn jwks_rotation_works_without_a_restart_and_unknown_kids_are_refused() {
+    let server = KeyServer::start(200, jwks_of(&[issuer_a(), issuer_b()])).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    assert!(verifier.verify(&token(issuer_a(), "user2")).await.is_ok());
+    assert!(verifier.verify(&token(issuer_b(), "user2")).await.is_ok());
+    assert_eq!(server.fetches(), 1);
+
+    // Rotate: the old key leaves the set.
+    server.serve(200, jwks_of(&[issuer_b()]));
+    // Still cached: the old token verifies until the cache learns of the rotation.
+    assert!(verifier.verify(&token(issuer_a(), "user2")).await.is_ok());
+
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some("no-such-kid".into());
+    let unknown = forge(issuer_b(), header, json!({"sub": "1", "exp": now() + 600}));
+    assert!(matches!(
+        verifier.verify(&unknown).await,
+        Err(AuthError::UnknownKey)
+    ));
+    assert_eq!(server.fetches(), 2, "an unknown kid refreshed once");
+    assert!(matches!(
+        verifier.verify(&unknown).await,
+        Err(AuthError::UnknownKey)
+    ));
+    assert_eq!(server.fetches(), 2, "and not again within the interval");
+    assert!(
+        verifier.verify(&token(issuer_a(), "user2")).await.is_err(),
+        "the rotated-out key is gone after the refresh"
+    );
+    assert!(verifier.verify(&token(issuer_b(), "user2")).await.is_ok());
+}
+
+#[tokio::test]
+async fn key_url_down_at_start_then_up_and_failures_are_not_cached() {
+    let server = KeyServer::start(503, "down".to_string()).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    let t = token(issuer_a(), "user3");
+    assert!(matches!(
+        verifier.verify(&t).await,
+        Err(AuthError::KeyUnavailable(_))
+    ));
+    assert!(matches!(
+        verifier.verify(&t).await,
+        Err(AuthError::KeyUnavailable(_))
+    ));
+    assert_eq!(server.fetches(), 2, "a failed fetch is not cached");
+    server.serve(200, issuer_a().public_pem());
+    assert!(verifier.verify(&t).await.is_ok());
+}
+
+#[tokio::test]
+async fn the_last_good_key_serves_while_the_url_is_down() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    // TTL zero: every request wants a refresh.
+    let verifier = server.verifier(Duration::ZERO);
+    let t = token(issuer_a(), "user3");
+    assert!(verifier.verify(&t).await.is_ok());
+    server.serve(500, "oops");
+    assert!(verifier.verify(&t).await.is_ok(), "stale but good");
+    server.serve(200, "not a key at all");
+    assert!(
+        verifier.verify(&t).await.is_ok(),
+        "garbage is not cached either"
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_first_requests_cause_one_fetch() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    let t = token(issuer_a(), "user1");
+    let all = (0..100).map(|_| {
+        let (v, t) = (verifier.clone(), t.clone());
+        tokio::spawn(async move { v.verify(&t).await.map(|_| ()) })
+    });
+    for r in futures::future::join_all(all).await {
+        r.unwrap().unwrap();
+    }
+    assert_eq!(server.fetches(), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_key_document_is_refused() {
+    let server = KeyServer::start(200, "x".repeat(100_000)).await;
+    let verifier = server.verifier(Duration::from_secs(3600));
+    let err = verifier
+        .verify(&token(issuer_a(), "user1"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::KeyUnavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_dev_key_service_endpoints() {
+    let issuer =
+        Arc::new(DevIssuer::from_private_pem(issuer_a().private_pem(), default_users()).unwrap());
+    let server = HttpServer::new(move || {
+        let issuer = Arc::clone(&issuer);
+        App::new().configure(move |cfg| auth_jwt::dev::configure(cfg, issuer))
+    })
+    .workers(1)
+    .disable_signals()
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let base = format!("http://127.0.0.1:{}", server.addrs()[0].port());
+    tokio::spawn(server.run());
+    let client = reqwest::Client::new();
+
+    let pem = client
+        .get(format!("{base}/publickey"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pem.status(), 200);
+    assert!(pem.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    assert!(pem
+        .text()
+        .await
+        .unwrap()
+        .starts_with("-----BEGIN PUBLIC KEY-----"));
+    let jwks: serde_json::Value = client
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"][0]["kty"], "RSA");
+
+    let login = |body: serde_json::Value| {
+        let client = client.clone();
+        let url = format!("{base}/login");
+        async move { client.post(url).json(&body).send().await.unwrap() }
+    };
+    let ok = login(json!({"username": "user2", "password": "password2"})).await;
+    assert_eq!(ok.status(), 201);
+    let token = ok.json::<serde_json::Value>().await.unwrap()["data"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(login(json!({"username": "user2"})).await.status(), 400);
+    assert_eq!(
+        login(json!({"username": "user2", "password": "nope"}))
+            .await
+            .status(),
+        401
+    );
+    let garbage = client
+        .post(format!("{base}/login"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+
+    // iat/exp in seconds, 24 h apart; verifiable through the service's own JWKS.
+    let payload: serde_json::Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let (iat, exp) = (
+        payload["iat"].as_i64().unwrap(),
+        payload["exp"].as_i64().unwrap(),
+    );
+    assert_eq!(exp - iat, 86_400);
+    assert!((iat - now()).abs() < 60, "seconds, not milliseconds");
+    let verifier = Verifier::new(
+        KeySource::new(KeySourceConfig::new(format!(
+            "{base}/.well-known/jwks.json"
+        )))
+        .unwrap(),
+        VerifierConfig::default(),
+    );
+    let user = verifier.verify(&token).await.unwrap();
+    assert_eq!(user.sub, "12346");
+}
+
+mod no_panic {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+        #[test]
+        fn no_input_makes_verification_panic(token in ".{0,300}", dotted in "[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}\\.[A-Za-z0-9_-]{0,40}") {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                // A source that was never reachable: verification must still not panic.
+                let verifier = Verifier::new(
+                    KeySource::new(KeySourceConfig::new("http://127.0.0.1:9/key")).unwrap(),
+                    VerifierConfig::default(),
+                );
+                let _ = verifier.verify(&token).await;
+                let _ = verifier.verify(&dotted).await;
+            });
+        }
+    }
+}
