@@ -1,0 +1,44 @@
+//! Settings from SPEC section 6's MONGO_* variables.
+
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Where and how to connect; the password never prints.
+#[derive(Debug, Clone)]
+pub struct MongoConfig {
+    /// `MONGO_URL`, e.g. `mongodb://127.0.0.1:27017`.
+    pub url: String,
+    /// `MONGO_USER` (authenticates against the database itself).
+    pub user: Option<String>,
+    /// `MONGO_PASSWORD`.
+    pub password: Option<SecretString>,
+    /// `MONGO_DATABASE`.
+    pub database: String,
+    /// `MONGO_CONNECTION_POOL_SIZE` (10).
+    pub pool_size: u32,
+    /// How long server selection may take before a request fails `Unavailable`.
+    pub server_selection_timeout: Duration,
+}
+
+impl MongoConfig {
+    /// Defaults for everything but the location.
+    pub fn new(url: &str, database: &str) -> Self {
+        MongoConfig {
+            url: url.to_string(),
+            user: None,
+            password: None,
+            database: database.to_string(),
+            pool_size: 10,
+            server_selection_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The same server, another database (tests use a fresh one each).
+    pub fn with_database(&self, database: &str) -> Self {
+        MongoConfig {
+            database: database.to_string(),
+            ..self.clone()
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! The catalog connector: `patrons` and `books` in MongoDB, read as the legacy
+//! documents are (snake_case fields, numbers stored as doubles or ints,
+//! `postal_code` never returned). Only standard commands a real mongod 6+ accepts.
+#![deny(missing_docs)]
+
+mod config;
+mod convert;
+mod store;
+
+pub use config::MongoConfig;
+pub use store::{Error, MongoCatalog};

@@ -1,0 +1,282 @@
+//! `MongoCatalog`: the domain's `CatalogStore` on the legacy collections.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bson::{doc, oid::ObjectId, Document};
+use domain::{Book, CatalogStore, Patron, StoreError, StoreErrorKind};
+use futures::TryStreamExt;
+use mongodb::options::{ClientOptions, Credential};
+use mongodb::{Client, Collection, Database, IndexModel};
+use secrecy::ExposeSecret;
+
+use crate::{convert, MongoConfig};
+
+/// What can fail while setting up the connector.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The URL or options are invalid, or the client could not be built.
+    #[error("invalid MongoDB configuration")]
+    Config(#[source] mongodb::error::Error),
+    /// The server did not answer or refused a command.
+    #[error("MongoDB command failed")]
+    Command(#[source] mongodb::error::Error),
+}
+
+/// The catalog connector; a `Closeable`.
+pub struct MongoCatalog {
+    client: Client,
+    db: Database,
+}
+
+fn store_error(e: mongodb::error::Error) -> StoreError {
+    use mongodb::error::ErrorKind as K;
+    let kind = match *e.kind {
+        K::ServerSelection { .. } | K::Io(_) | K::ConnectionPoolCleared { .. } => {
+            StoreErrorKind::Unavailable
+        }
+        K::Shutdown => StoreErrorKind::Closed,
+        _ => StoreErrorKind::Query,
+    };
+    StoreError::new(kind, e)
+}
+
+impl MongoCatalog {
+    /// Builds the client (it connects lazily) and ensures the indexes. Fails when
+    /// the server cannot be reached within the selection timeout.
+    pub async fn connect(config: &MongoConfig) -> Result<Self, Error> {
+        let mut options = ClientOptions::parse(&config.url)
+            .await
+            .map_err(Error::Config)?;
+        options.max_pool_size = Some(config.pool_size.max(1));
+        options.server_selection_timeout = Some(config.server_selection_timeout);
+        options.connect_timeout = Some(Duration::from_secs(5));
+        options.app_name = Some("central-library-gateway".into());
+        if let Some(user) = &config.user {
+            options.credential = Some(
+                Credential::builder()
+                    .username(user.clone())
+                    .password(
+                        config
+                            .password
+                            .as_ref()
+                            .map(|p| p.expose_secret().to_string()),
+                    )
+                    .source(config.database.clone())
+                    .build(),
+            );
+        }
+        let client = Client::with_options(options).map_err(Error::Config)?;
+        let db = client.database(&config.database);
+        let catalog = MongoCatalog { client, db };
+        catalog.ensure_indexes().await?;
+        Ok(catalog)
+    }
+
+    fn patrons_coll(&self) -> Collection<Document> {
+        self.db.collection("patrons")
+    }
+
+    fn books_coll(&self) -> Collection<Document> {
+        self.db.collection("books")
+    }
+
+    /// The lookups' indexes; creating an existing index is a no-op in MongoDB.
+    async fn ensure_indexes(&self) -> Result<(), Error> {
+        let index = |keys: Document| IndexModel::builder().keys(keys).build();
+        self.patrons_coll()
+            .create_index(index(doc! {"email": 1}))
+            .await
+            .map_err(Error::Command)?;
+        self.books_coll()
+            .create_indexes([
+                index(doc! {"isbn_13": 1}),
+                index(doc! {"copies.libraryUPC": 1}),
+            ])
+            .await
+            .map_err(Error::Command)?;
+        Ok(())
+    }
+
+    /// One round trip (`ping`), for readiness.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.db
+            .run_command(doc! {"ping": 1})
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    /// Loads patrons and books in the legacy shapes (numbers as doubles); patrons
+    /// for which `postal_code` says so get one, as some legacy documents have.
+    pub async fn insert_demo(
+        &self,
+        patrons: &[Patron],
+        books: &[Book],
+        postal_code: impl Fn(usize) -> bool,
+    ) -> Result<(), StoreError> {
+        let patron_docs: Vec<Document> = patrons
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| convert::patron_doc(p, postal_code(i).then_some("10115")))
+            .collect();
+        let book_docs: Vec<Document> = books.iter().filter_map(convert::book_doc).collect();
+        if !patron_docs.is_empty() {
+            self.patrons_coll()
+                .insert_many(patron_docs)
+                .await
+                .map_err(store_error)?;
+        }
+        if !book_docs.is_empty() {
+            self.books_coll()
+                .insert_many(book_docs)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the database (test clean-up).
+    pub async fn drop_database(&self) -> Result<(), StoreError> {
+        self.db.drop().await.map_err(store_error)
+    }
+
+    async fn find_patrons(
+        &self,
+        filter: Document,
+        limit: Option<i64>,
+    ) -> Result<Vec<Patron>, StoreError> {
+        let patrons = self.patrons_coll();
+        let mut find = patrons
+            .find(filter)
+            .projection(convert::patron_projection())
+            .sort(doc! {"_id": 1});
+        if let Some(n) = limit {
+            find = find.limit(n);
+        }
+        let docs: Vec<Document> = find
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        Ok(docs.iter().filter_map(convert::patron).collect())
+    }
+
+    async fn find_books(&self, filter: Document) -> Result<Vec<Book>, StoreError> {
+        let docs: Vec<Document> = self
+            .books_coll()
+            .find(filter)
+            .sort(doc! {"_id": 1})
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        Ok(docs.iter().filter_map(convert::book).collect())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for MongoCatalog {
+    async fn patron_by_id(&self, id: &str) -> Result<Option<Patron>, StoreError> {
+        // An id that is not an ObjectId names no patron: not an error.
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(None);
+        };
+        Ok(self
+            .find_patrons(doc! {"_id": oid}, Some(1))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn patron_by_email(&self, email: &str) -> Result<Option<Patron>, StoreError> {
+        Ok(self
+            .find_patrons(doc! {"email": email}, Some(1))
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn patrons(
+        &self,
+        year_registered: Option<i32>,
+        limit: Option<u32>,
+    ) -> Result<Vec<Patron>, StoreError> {
+        // Matches doubles and ints alike: MongoDB compares numbers by value.
+        let filter = match year_registered {
+            Some(y) => doc! {"year_registered": f64::from(y)},
+            None => doc! {},
+        };
+        self.find_patrons(filter, limit.map(i64::from)).await
+    }
+
+    async fn patrons_by_emails(
+        &self,
+        emails: &[String],
+    ) -> Result<HashMap<String, Patron>, StoreError> {
+        if emails.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let found = self
+            .find_patrons(doc! {"email": {"$in": emails}}, None)
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter_map(|p| Some((p.email.clone()?, p)))
+            .collect())
+    }
+
+    async fn book_by_id(&self, id: &str) -> Result<Option<Book>, StoreError> {
+        let Ok(oid) = ObjectId::parse_str(id) else {
+            return Ok(None);
+        };
+        Ok(self.find_books(doc! {"_id": oid}).await?.into_iter().next())
+    }
+
+    async fn book_by_isbn(&self, isbn13: &str) -> Result<Option<Book>, StoreError> {
+        Ok(self
+            .find_books(doc! {"isbn_13": isbn13})
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    async fn books(&self) -> Result<Vec<Book>, StoreError> {
+        self.find_books(doc! {}).await
+    }
+
+    async fn books_by_upcs(&self, upcs: &[String]) -> Result<HashMap<String, Book>, StoreError> {
+        if upcs.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let books = self
+            .find_books(doc! {"copies.libraryUPC": {"$in": upcs}})
+            .await?;
+        let mut by_upc = HashMap::new();
+        for book in books {
+            for copy in &book.copies {
+                if upcs.contains(&copy.library_upc) {
+                    by_upc.insert(copy.library_upc.clone(), book.clone());
+                }
+            }
+        }
+        Ok(by_upc)
+    }
+}
+
+#[async_trait]
+impl shutdown::Closeable for MongoCatalog {
+    fn name(&self) -> &str {
+        "mongodb-client"
+    }
+
+    /// Waits for operations in flight, then ends sessions and closes connections.
+    /// The coordinator bounds it; past that bound the process exits regardless.
+    async fn close(&self) -> Result<(), shutdown::BoxError> {
+        self.client.clone().shutdown().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,127 @@
+//! Against the harness's MongoDB-wire server, each test in a fresh database.
+
+use data_mongo::{MongoCatalog, MongoConfig};
+use domain::{CatalogStore, StoreErrorKind};
+
+fn config() -> MongoConfig {
+    let s = testkit::services();
+    MongoConfig::new(s.var("MONGO_URL"), &testkit::unique_name("cl_test"))
+}
+
+async fn demo() -> MongoCatalog {
+    let catalog = MongoCatalog::connect(&config()).await.expect("connect");
+    catalog
+        .insert_demo(
+            &demo_data::patrons(),
+            &demo_data::books(),
+            demo_data::has_postal_code,
+        )
+        .await
+        .expect("seed");
+    catalog
+}
+
+#[tokio::test]
+async fn patrons_by_id_email_year_and_batch() {
+    let c = demo().await;
+    let me = c
+        .patron_by_id(demo_data::SELF_PATRON_ID)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(me.email.as_deref(), Some(demo_data::SELF_PATRON_EMAIL));
+    assert_eq!(me.year_registered, Some(2009), "a double read as an int");
+    assert_eq!(
+        c.patron_by_email(demo_data::SELF_PATRON_EMAIL)
+            .await
+            .unwrap(),
+        Some(me.clone())
+    );
+    assert_eq!(c.patron_by_id("not-an-object-id").await.unwrap(), None);
+    assert_eq!(
+        c.patron_by_id("5c33c3e9e7bbb6886d531000").await.unwrap(),
+        None
+    );
+    assert_eq!(c.patron_by_email("nobody@example.org").await.unwrap(), None);
+
+    let expected_2009 = demo_data::patrons()
+        .iter()
+        .filter(|p| p.year_registered == Some(2009))
+        .count();
+    assert_eq!(
+        c.patrons(Some(2009), None).await.unwrap().len(),
+        expected_2009
+    );
+    assert_eq!(c.patrons(None, Some(7)).await.unwrap().len(), 7);
+    assert_eq!(c.patrons(None, None).await.unwrap().len(), 100);
+
+    let emails: Vec<String> = demo_data::patrons()[..50]
+        .iter()
+        .filter_map(|p| p.email.clone())
+        .chain(["ghost@example.org".to_string()])
+        .collect();
+    let batch = c.patrons_by_emails(&emails).await.unwrap();
+    assert_eq!(batch.len(), 50);
+    assert!(batch
+        .iter()
+        .all(|(email, p)| p.email.as_ref() == Some(email)));
+    c.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn books_by_id_isbn_all_and_by_copy_upc() {
+    let c = demo().await;
+    let books = c.books().await.unwrap();
+    assert_eq!(books, demo_data::books(), "documents round-trip exactly");
+    let first = &books[0];
+    assert_eq!(c.book_by_id(&first.id).await.unwrap().as_ref(), Some(first));
+    assert_eq!(
+        c.book_by_isbn(&first.isbn13).await.unwrap().as_ref(),
+        Some(first)
+    );
+    assert_eq!(c.book_by_id("zzz").await.unwrap(), None);
+    let upcs: Vec<String> = (0..35).map(demo_data::copy_upc).collect();
+    let by_upc = c.books_by_upcs(&upcs).await.unwrap();
+    assert_eq!(by_upc.len(), 35);
+    for (upc, book) in &by_upc {
+        assert!(book.copies.iter().any(|copy| &copy.library_upc == upc));
+    }
+    c.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn indexes_are_ensured_idempotently() {
+    let cfg = config();
+    let a = MongoCatalog::connect(&cfg).await.unwrap();
+    let b = MongoCatalog::connect(&cfg).await.unwrap();
+    b.ping().await.unwrap();
+    a.drop_database().await.unwrap();
+}
+
+#[tokio::test]
+async fn close_ends_the_client_and_later_calls_fail_cleanly() {
+    use shutdown::Closeable;
+    let c = demo().await;
+    c.ping().await.unwrap();
+    c.drop_database().await.unwrap();
+    c.close().await.unwrap();
+    let err = c.books().await.unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            StoreErrorKind::Closed | StoreErrorKind::Unavailable | StoreErrorKind::Query
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_is_a_typed_error() {
+    let mut cfg = MongoConfig::new("mongodb://127.0.0.1:9", "x");
+    cfg.server_selection_timeout = std::time::Duration::from_millis(300);
+    match MongoCatalog::connect(&cfg).await {
+        Err(data_mongo::Error::Command(_)) => {}
+        Err(other) => panic!("wrong error {other:?}"),
+        Ok(_) => panic!("connected to a closed port"),
+    }
+}
