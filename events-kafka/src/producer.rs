@@ -1,0 +1,87 @@
+//! The one producer per process.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
+
+use crate::{Error, KafkaConfig, EVENT_ID_HEADER};
+
+/// Idempotent (no duplicates from producer retries), acks=all, ordered per key.
+pub struct EventProducer {
+    producer: FutureProducer,
+    config: KafkaConfig,
+}
+
+impl EventProducer {
+    /// Creates the producer; it connects lazily.
+    pub fn new(config: &KafkaConfig) -> Result<Self, Error> {
+        let producer: FutureProducer = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", &config.client_id)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "message.timeout.ms",
+                config.delivery_timeout.as_millis().to_string(),
+            )
+            .create()
+            .map_err(Error::Config)?;
+        Ok(EventProducer {
+            producer,
+            config: config.clone(),
+        })
+    }
+
+    /// Publishes one event and waits for the broker's acknowledgement; returns its
+    /// partition and offset.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        key: &str,
+        event_id: &str,
+        payload: &str,
+    ) -> Result<(i32, i64), Error> {
+        let record =
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: EVENT_ID_HEADER,
+                    value: Some(event_id),
+                }));
+        let delivery = self
+            .producer
+            .send(record, self.config.delivery_timeout)
+            .await
+            .map_err(|(e, _)| Error::Delivery(e))?;
+        Ok((delivery.partition, delivery.offset))
+    }
+}
+
+#[async_trait]
+impl shutdown::Closeable for EventProducer {
+    fn name(&self) -> &str {
+        "kafka-producer"
+    }
+
+    /// Flushes what is queued. librdkafka's flush blocks: it runs on a blocking
+    /// thread with its own timeout, so the runtime never stalls.
+    async fn close(&self) -> Result<(), shutdown::BoxError> {
+        let producer = self.producer.clone();
+        let bound = self.config.call_timeout;
+        let flushed = tokio::time::timeout(
+            bound + Duration::from_millis(500),
+            tokio::task::spawn_blocking(move || producer.flush(bound)),
+        )
+        .await;
+        match flushed {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(Box::new(Error::Delivery(e))),
+            Ok(Err(join)) => Err(Box::new(join)),
+            Err(_) => Err(Box::new(Error::Timeout)),
+        }
+    }
+}
