@@ -137,6 +137,22 @@ impl KeySource {
         })
     }
 
+    /// A source holding one fixed PEM public key, never fetched (the gateway's
+    /// embedded mode, whose dev issuer lives in the same process).
+    pub fn fixed_pem(pem: &str) -> Result<Self, AuthError> {
+        let keys = Keys::parse(pem.as_bytes()).map_err(AuthError::KeyUnavailable)?;
+        let mut config = KeySourceConfig::new("");
+        config.ttl = Duration::MAX;
+        let source = Self::new(config)?;
+        if let Ok(mut cache) = source.inner.cache.try_write() {
+            *cache = Some(Cached {
+                keys,
+                fetched_at: Instant::now(),
+            });
+        }
+        Ok(source)
+    }
+
     /// Refreshes the keys in the background at 90 % of the TTL (and retries every
     /// few seconds while the URL is down), so requests rarely wait for a fetch. The
     /// task holds only a weak reference: it ends when the source is dropped.

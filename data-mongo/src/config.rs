@@ -19,6 +19,8 @@ pub struct MongoConfig {
     pub pool_size: u32,
     /// How long server selection may take before a request fails `Unavailable`.
     pub server_selection_timeout: Duration,
+    /// `checkoutFeed` snapshot lifetime, enforced by a TTL index (24 h).
+    pub snapshot_ttl: Duration,
 }
 
 impl MongoConfig {
@@ -31,6 +33,7 @@ impl MongoConfig {
             database: database.to_string(),
             pool_size: 10,
             server_selection_timeout: Duration::from_secs(5),
+            snapshot_ttl: Duration::from_secs(24 * 60 * 60),
         }
     }
 

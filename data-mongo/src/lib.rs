@@ -5,6 +5,7 @@
 
 mod config;
 mod convert;
+mod snapshots;
 mod store;
 
 pub use config::MongoConfig;

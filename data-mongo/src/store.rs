@@ -27,10 +27,11 @@ pub enum Error {
 /// The catalog connector; a `Closeable`.
 pub struct MongoCatalog {
     client: Client,
-    db: Database,
+    pub(crate) db: Database,
+    pub(crate) snapshot_ttl: Duration,
 }
 
-fn store_error(e: mongodb::error::Error) -> StoreError {
+pub(crate) fn store_error(e: mongodb::error::Error) -> StoreError {
     use mongodb::error::ErrorKind as K;
     let kind = match *e.kind {
         K::ServerSelection { .. } | K::Io(_) | K::ConnectionPoolCleared { .. } => {
@@ -69,7 +70,11 @@ impl MongoCatalog {
         }
         let client = Client::with_options(options).map_err(Error::Config)?;
         let db = client.database(&config.database);
-        let catalog = MongoCatalog { client, db };
+        let catalog = MongoCatalog {
+            client,
+            db,
+            snapshot_ttl: config.snapshot_ttl,
+        };
         catalog.ensure_indexes().await?;
         Ok(catalog)
     }
@@ -96,7 +101,7 @@ impl MongoCatalog {
             ])
             .await
             .map_err(Error::Command)?;
-        Ok(())
+        self.ensure_snapshot_ttl().await
     }
 
     /// One round trip (`ping`), for readiness.
@@ -135,6 +140,19 @@ impl MongoCatalog {
                 .map_err(store_error)?;
         }
         Ok(())
+    }
+
+    /// Empties patrons and books (the seed tool's `--reset`).
+    pub async fn delete_catalog(&self) -> Result<(), StoreError> {
+        self.patrons_coll()
+            .delete_many(doc! {})
+            .await
+            .map_err(store_error)?;
+        self.books_coll()
+            .delete_many(doc! {})
+            .await
+            .map(drop)
+            .map_err(store_error)
     }
 
     /// Drops the database (test clean-up).

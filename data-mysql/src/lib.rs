@@ -15,5 +15,4 @@ mod store;
 
 pub use config::MysqlConfig;
 pub use error::Error;
-pub use outbox::OutboxEvent;
 pub use store::MysqlCheckouts;

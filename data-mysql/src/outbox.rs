@@ -4,24 +4,9 @@
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
-use domain::{Checkout, CheckoutEvent, EventKind};
+use domain::{Checkout, CheckoutEvent, EventKind, OutboxEvent};
 
 use crate::schema::checkout_outbox;
-
-/// One event waiting to be published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEvent {
-    /// Position in the outbox; publication follows it.
-    pub seq: i64,
-    /// Unique event id (a UUIDv7), sent as a Kafka header for de-duplication.
-    pub event_id: String,
-    /// `checkout` or `checkin`.
-    pub topic: String,
-    /// The Kafka key: the asset UPC.
-    pub key: String,
-    /// The JSON value (SPEC section 1).
-    pub payload: String,
-}
 
 #[derive(Insertable)]
 #[diesel(table_name = checkout_outbox)]

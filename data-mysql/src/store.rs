@@ -8,11 +8,12 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use domain::{
-    Checkout, CheckoutError, CheckoutFilter, CheckoutStore, EventKind, Sort, SortField, StoreError,
+    Checkout, CheckoutError, CheckoutFilter, CheckoutStore, EventKind, Outbox, OutboxEvent, Sort,
+    SortField, StoreError,
 };
 
 use crate::error::query_error;
-use crate::outbox::{self, OutboxEvent};
+use crate::outbox;
 use crate::pool::MysqlPool;
 use crate::schema::checkouts::{self, dsl};
 use crate::{migrate, seed, Error, MysqlConfig};
@@ -79,23 +80,11 @@ impl MysqlCheckouts {
         seed::insert_all(&mut conn, rows).await.map_err(query_error)
     }
 
-    /// The oldest unsent outbox events, at most `limit`.
-    pub async fn unsent_events(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+    /// Empties the checkouts and the outbox (the seed tool's `--reset`).
+    pub async fn delete_all(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
-        outbox::unsent(&mut conn, i64::from(limit))
+        conn.batch_execute("DELETE FROM checkout_outbox; DELETE FROM checkouts")
             .await
-            .map_err(query_error)
-    }
-
-    /// Marks events sent after Kafka acknowledged them.
-    pub async fn mark_events_sent(&self, seqs: &[i64]) -> Result<(), StoreError> {
-        if seqs.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.pool.get().await?;
-        outbox::mark_sent(&mut conn, seqs)
-            .await
-            .map(drop)
             .map_err(query_error)
     }
 
@@ -348,6 +337,27 @@ impl CheckoutStore for MysqlCheckouts {
             Ok(None) => Err(CheckoutError::NoOpenCheckout),
             Err(e) => Err(CheckoutError::Store(query_error(e))),
         }
+    }
+}
+
+#[async_trait]
+impl Outbox for MysqlCheckouts {
+    async fn unsent(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
+        let mut conn = self.pool.get().await?;
+        outbox::unsent(&mut conn, i64::from(limit))
+            .await
+            .map_err(query_error)
+    }
+
+    async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().await?;
+        outbox::mark_sent(&mut conn, seqs)
+            .await
+            .map(drop)
+            .map_err(query_error)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use data_mysql::{MysqlCheckouts, MysqlConfig};
-use domain::{Checkout, CheckoutError, CheckoutFilter, CheckoutStore, Sort, SortField};
+use domain::{Checkout, CheckoutError, CheckoutFilter, CheckoutStore, Outbox, Sort, SortField};
 use shutdown::Closeable;
 
 /// A fresh database on the harness's server, dropped when the test ends.
@@ -258,7 +258,7 @@ async fn fifty_concurrent_checkouts_of_one_asset_give_exactly_one_row() {
     };
     assert_eq!(store.list(&f, None, None).await.unwrap().len(), 1);
     assert_eq!(
-        store.unsent_events(100).await.unwrap().len(),
+        Outbox::unsent(&*store, 100).await.unwrap().len(),
         1,
         "one event"
     );
@@ -281,7 +281,7 @@ async fn checkout_and_checkin_write_row_and_event_together() {
     let again = store.check_out("9000000005", "c@d.org").await.unwrap();
     assert_ne!(again.id, out.id, "a returned copy can go out again");
 
-    let events = store.unsent_events(10).await.unwrap();
+    let events = Outbox::unsent(&store, 10).await.unwrap();
     let topics: Vec<_> = events.iter().map(|e| e.topic.as_str()).collect();
     assert_eq!(topics, ["checkout", "checkin", "checkout"]);
     assert!(events.iter().all(|e| e.key == "9000000005"));
@@ -290,8 +290,8 @@ async fn checkout_and_checkin_write_row_and_event_together() {
     let ids: HashSet<_> = events.iter().map(|e| e.event_id.clone()).collect();
     assert_eq!(ids.len(), 3, "event ids are unique");
 
-    store.mark_events_sent(&[events[0].seq]).await.unwrap();
-    let left = store.unsent_events(10).await.unwrap();
+    Outbox::mark_sent(&store, &[events[0].seq]).await.unwrap();
+    let left = Outbox::unsent(&store, 10).await.unwrap();
     assert_eq!(left, events[1..]);
 }
 

@@ -186,3 +186,71 @@ pub trait CatalogStore: Send + Sync {
     /// The books holding many copies in one round trip, keyed by copy UPC.
     async fn books_by_upcs(&self, upcs: &[String]) -> Result<HashMap<String, Book>, StoreError>;
 }
+
+/// One page of a `checkoutFeed` snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPage {
+    /// The entries of this page.
+    pub entries: Vec<Checkout>,
+    /// Index of the first entry in the whole snapshot (0-based).
+    pub start: usize,
+    /// Entries in the whole snapshot.
+    pub total: usize,
+}
+
+/// `checkoutFeed` snapshots (`querycache` in MongoDB for real deployments): the full
+/// filtered, sorted result stored once, then paged. Each belongs to one owner.
+#[async_trait]
+pub trait SnapshotStore: Send + Sync {
+    /// Stores (or replaces) the snapshot `query_id` of `owner`.
+    async fn save(&self, query_id: &str, owner: &str, rows: &[Checkout]) -> Result<(), StoreError>;
+
+    /// The page after the entry with id `after_id` (from the start when `None`), at
+    /// most `limit` entries (all when `None`). `None` when the snapshot does not
+    /// exist, expired, or belongs to someone else; `Some` with `start == total` when
+    /// `after_id` is not in it.
+    async fn page(
+        &self,
+        query_id: &str,
+        owner: &str,
+        after_id: Option<i32>,
+        limit: Option<u32>,
+    ) -> Result<Option<SnapshotPage>, StoreError>;
+}
+
+/// Where a page starts: just after `after_id`, or at 0; `ids.len()` if not found.
+pub fn page_start(ids: impl IntoIterator<Item = i32>, after_id: Option<i32>) -> usize {
+    let Some(after) = after_id else { return 0 };
+    let mut count = 0;
+    for (i, id) in ids.into_iter().enumerate() {
+        if id == after {
+            return i + 1;
+        }
+        count = i + 1;
+    }
+    count
+}
+
+/// One event waiting in the outbox to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEvent {
+    /// Position in the outbox; publication follows it.
+    pub seq: i64,
+    /// Unique event id, sent as a Kafka header for de-duplication.
+    pub event_id: String,
+    /// `checkout` or `checkin`.
+    pub topic: String,
+    /// The Kafka key: the asset UPC.
+    pub key: String,
+    /// The JSON value (SPEC section 1).
+    pub payload: String,
+}
+
+/// The transactional outbox, as the relay sees it.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// The oldest unsent events, at most `limit`, in order.
+    async fn unsent(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError>;
+    /// Marks events sent once the broker acknowledged them.
+    async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError>;
+}

@@ -7,10 +7,12 @@
 mod config;
 mod consumer;
 mod producer;
+mod relay;
 
 pub use config::KafkaConfig;
 pub use consumer::{Delivered, EventHub};
 pub use producer::EventProducer;
+pub use relay::OutboxRelay;
 
 /// The header carrying the unique event id.
 pub const EVENT_ID_HEADER: &str = "event-id";

@@ -1,0 +1,272 @@
+//! Configuration (SPEC section 6): the seed's environment names, over an optional
+//! TOML file (`CONFIG_FILE`, same names in lowercase). A missing required value is
+//! reported together with every other missing one.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// Everything the gateway reads, as typed values.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `APP_ENV=production` or `NODE_ENV=production`.
+    pub production: bool,
+    /// `GRAPHQL_SERVER_HOST` (127.0.0.1 in development, 0.0.0.0 in production).
+    pub host: String,
+    /// `GRAPHQL_SERVER_PORT` (4000; 0 picks a free port).
+    pub port: u16,
+    /// Real data sources, or `None` for the embedded stores (development only).
+    pub services: Option<Services>,
+    /// `PUBLIC_JWT_KEY_URL`; `None` in embedded mode means the built-in dev key.
+    pub jwt_key_url: Option<String>,
+    /// `JWT_KEY_CACHE_SECONDS` (3600).
+    pub jwt_cache_ttl: Duration,
+    /// `SHUTDOWN_DELAY` seconds (5 in production, 0 in development).
+    pub shutdown_delay: Duration,
+    /// `SHUTDOWN_TIMEOUT` seconds (60).
+    pub shutdown_timeout: Duration,
+    /// `SHUTDOWN_CLOSE_TIMEOUT` seconds, per Closeable (10).
+    pub close_timeout: Duration,
+    /// `GRAPHQL_MAX_BODY_BYTES` (1 MiB).
+    pub max_body_bytes: usize,
+    /// `GRAPHQL_MAX_DEPTH` (15).
+    pub max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY` (5000).
+    pub max_complexity: usize,
+    /// `QUERYCACHE_TTL_SECONDS`: checkoutFeed snapshot lifetime (86400).
+    pub snapshot_ttl: Duration,
+}
+
+/// The real data sources.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// MySQL settings.
+    pub mysql: data_mysql::MysqlConfig,
+    /// MongoDB settings.
+    pub mongo: data_mongo::MongoConfig,
+    /// `KAFKA_BROKERS`.
+    pub kafka_brokers: String,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Required values are missing; every one is named.
+    #[error("missing required configuration: {}", .0.join(", "))]
+    Missing(Vec<&'static str>),
+    /// A value could not be read (not a number, unreadable file).
+    #[error("invalid configuration")]
+    Invalid(#[from] config::ConfigError),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Raw {
+    app_env: Option<String>,
+    node_env: Option<String>,
+    graphql_server_host: Option<String>,
+    graphql_server_port: Option<u16>,
+    mysql_host: Option<String>,
+    mysql_port: Option<u16>,
+    mysql_user: Option<String>,
+    mysql_password: Option<String>,
+    mysql_database: Option<String>,
+    mysql_connection_pool_limit: Option<u32>,
+    mysql_timezone: Option<String>,
+    mongo_url: Option<String>,
+    mongo_user: Option<String>,
+    mongo_password: Option<String>,
+    mongo_database: Option<String>,
+    mongo_connection_pool_size: Option<u32>,
+    kafka_brokers: Option<String>,
+    public_jwt_key_url: Option<String>,
+    jwt_key_cache_seconds: Option<f64>,
+    shutdown_delay: Option<f64>,
+    shutdown_timeout: Option<f64>,
+    shutdown_close_timeout: Option<f64>,
+    graphql_max_body_bytes: Option<usize>,
+    graphql_max_depth: Option<usize>,
+    graphql_max_complexity: Option<usize>,
+    querycache_ttl_seconds: Option<f64>,
+}
+
+/// Every environment name the gateway reads (the deploy checks compare against it).
+pub const KNOWN_NAMES: &[&str] = &[
+    "APP_ENV",
+    "NODE_ENV",
+    "CONFIG_FILE",
+    "RUST_LOG",
+    "GRAPHQL_SERVER_HOST",
+    "GRAPHQL_SERVER_PORT",
+    "MYSQL_HOST",
+    "MYSQL_PORT",
+    "MYSQL_USER",
+    "MYSQL_PASSWORD",
+    "MYSQL_DATABASE",
+    "MYSQL_CONNECTION_POOL_LIMIT",
+    "MYSQL_TIMEZONE",
+    "MONGO_URL",
+    "MONGO_USER",
+    "MONGO_PASSWORD",
+    "MONGO_DATABASE",
+    "MONGO_CONNECTION_POOL_SIZE",
+    "KAFKA_BROKERS",
+    "PUBLIC_JWT_KEY_URL",
+    "JWT_KEY_CACHE_SECONDS",
+    "SHUTDOWN_DELAY",
+    "SHUTDOWN_TIMEOUT",
+    "SHUTDOWN_CLOSE_TIMEOUT",
+    "GRAPHQL_MAX_BODY_BYTES",
+    "GRAPHQL_MAX_DEPTH",
+    "GRAPHQL_MAX_COMPLEXITY",
+    "QUERYCACHE_TTL_SECONDS",
+];
+
+fn secs(v: Option<f64>, default: f64) -> Duration {
+    Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
+}
+
+impl Settings {
+    /// Reads the process environment (and `CONFIG_FILE` under it).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let file: Option<PathBuf> = std::env::var_os("CONFIG_FILE").map(PathBuf::from);
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(config::File::from(path).required(true));
+        }
+        let raw: Raw = builder
+            .add_source(config::Environment::default().try_parsing(true))
+            .build()?
+            .try_deserialize()?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Self, ConfigError> {
+        let is_prod = |v: &Option<String>| {
+            v.as_deref()
+                .is_some_and(|e| e.eq_ignore_ascii_case("production"))
+        };
+        let production = is_prod(&raw.app_env) || is_prod(&raw.node_env);
+        let wants_services = production
+            || raw.mysql_host.is_some()
+            || raw.mongo_url.is_some()
+            || raw.kafka_brokers.is_some();
+        let mut missing = Vec::new();
+        let mut need = |value: &Option<String>, name: &'static str| {
+            if value.as_deref().is_none_or(str::is_empty) {
+                missing.push(name);
+            }
+        };
+        if wants_services {
+            need(&raw.mysql_host, "MYSQL_HOST");
+            need(&raw.mysql_user, "MYSQL_USER");
+            need(&raw.mysql_password, "MYSQL_PASSWORD");
+            need(&raw.mysql_database, "MYSQL_DATABASE");
+            need(&raw.mongo_url, "MONGO_URL");
+            need(&raw.mongo_database, "MONGO_DATABASE");
+            need(&raw.kafka_brokers, "KAFKA_BROKERS");
+            need(&raw.public_jwt_key_url, "PUBLIC_JWT_KEY_URL");
+        }
+        if !missing.is_empty() {
+            return Err(ConfigError::Missing(missing));
+        }
+        let services = wants_services.then(|| {
+            let text = |v: &Option<String>| v.clone().unwrap_or_default();
+            let mut mysql = data_mysql::MysqlConfig::new(
+                &text(&raw.mysql_host),
+                &text(&raw.mysql_user),
+                &text(&raw.mysql_password),
+                &text(&raw.mysql_database),
+            );
+            mysql.port = raw.mysql_port.unwrap_or(3306);
+            mysql.pool_limit = raw.mysql_connection_pool_limit.unwrap_or(10);
+            let mut mongo =
+                data_mongo::MongoConfig::new(&text(&raw.mongo_url), &text(&raw.mongo_database));
+            mongo.user = raw.mongo_user.clone().filter(|u| !u.is_empty());
+            mongo.password = raw.mongo_password.clone().map(SecretString::from);
+            mongo.pool_size = raw.mongo_connection_pool_size.unwrap_or(10);
+            Services {
+                mysql,
+                mongo,
+                kafka_brokers: text(&raw.kafka_brokers),
+            }
+        });
+        Ok(Settings {
+            production,
+            host: raw
+                .graphql_server_host
+                .unwrap_or_else(|| if production { "0.0.0.0" } else { "127.0.0.1" }.into()),
+            port: raw.graphql_server_port.unwrap_or(4000),
+            services,
+            jwt_key_url: raw.public_jwt_key_url.filter(|u| !u.is_empty()),
+            jwt_cache_ttl: secs(raw.jwt_key_cache_seconds, 3600.0),
+            shutdown_delay: secs(raw.shutdown_delay, if production { 5.0 } else { 0.0 }),
+            shutdown_timeout: secs(raw.shutdown_timeout, 60.0),
+            close_timeout: secs(raw.shutdown_close_timeout, 10.0),
+            max_body_bytes: raw.graphql_max_body_bytes.unwrap_or(1024 * 1024),
+            max_depth: raw.graphql_max_depth.unwrap_or(15),
+            max_complexity: raw.graphql_max_complexity.unwrap_or(5_000),
+            snapshot_ttl: secs(raw.querycache_ttl_seconds, 86_400.0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_settings_in_development_means_embedded() {
+        let s = Settings::from_raw(Raw::default()).unwrap();
+        assert!(s.services.is_none());
+        assert!(!s.production);
+        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 4000));
+        assert_eq!(s.shutdown_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn production_lists_every_missing_name() {
+        let raw = Raw {
+            node_env: Some("production".into()),
+            mysql_host: Some("db".into()),
+            ..Raw::default()
+        };
+        match Settings::from_raw(raw) {
+            Err(ConfigError::Missing(names)) => assert_eq!(
+                names,
+                vec![
+                    "MYSQL_USER",
+                    "MYSQL_PASSWORD",
+                    "MYSQL_DATABASE",
+                    "MONGO_URL",
+                    "MONGO_DATABASE",
+                    "KAFKA_BROKERS",
+                    "PUBLIC_JWT_KEY_URL"
+                ]
+            ),
+            other => panic!("expected missing names, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let raw = Raw {
+            mysql_host: Some("db".into()),
+            mysql_user: Some("u".into()),
+            mysql_password: Some("hunter2".into()),
+            mysql_database: Some("d".into()),
+            mongo_url: Some("mongodb://m".into()),
+            mongo_database: Some("d".into()),
+            mongo_password: Some("sesame".into()),
+            kafka_brokers: Some("k:9092".into()),
+            public_jwt_key_url: Some("http://k/publickey".into()),
+            ..Raw::default()
+        };
+        let s = Settings::from_raw(raw).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2") && !printed.contains("sesame"));
+        assert!(!s.production && s.services.is_some());
+    }
+}

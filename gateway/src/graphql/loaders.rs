@@ -1,0 +1,112 @@
+//! Per-request batching: a page of N checkouts with patron and book costs a constant
+//! number of round trips (one per loader), whatever N is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use domain::{Book, CatalogStore, Checkout, CheckoutStore, Patron, StoreError};
+
+/// Loader errors must be cloneable: the store error, shared.
+pub type LoadError = Arc<StoreError>;
+
+/// Patrons by email (`CheckOut.patron`).
+pub struct PatronByEmail(pub Arc<dyn CatalogStore>);
+
+impl Loader<String> for PatronByEmail {
+    type Value = Patron;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Patron>, LoadError> {
+        self.0.patrons_by_emails(keys).await.map_err(Arc::new)
+    }
+}
+
+/// Books by copy UPC (`CheckOut.book`).
+pub struct BookByUpc(pub Arc<dyn CatalogStore>);
+
+impl Loader<String> for BookByUpc {
+    type Value = Book;
+    type Error = LoadError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Book>, LoadError> {
+        self.0.books_by_upcs(keys).await.map_err(Arc::new)
+    }
+}
+
+/// A history lookup: by email or UPC, all or only open checkouts.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct HistoryKey {
+    /// Email or UPC.
+    pub key: String,
+    /// `currentCheckoutsOnly`.
+    pub open_only: bool,
+}
+
+/// Which column a [`History`] loader groups by.
+#[derive(Clone, Copy)]
+pub enum By {
+    /// `Patron.checkOuts`
+    Email,
+    /// `BookCopy.checkoutHistory`
+    Upc,
+}
+
+/// Checkout histories; at most two round trips (open-only and all) per batch.
+pub struct History(pub Arc<dyn CheckoutStore>, pub By);
+
+impl Loader<HistoryKey> for History {
+    type Value = Vec<Checkout>;
+    type Error = LoadError;
+
+    async fn load(
+        &self,
+        keys: &[HistoryKey],
+    ) -> Result<HashMap<HistoryKey, Vec<Checkout>>, LoadError> {
+        let mut out = HashMap::new();
+        for open_only in [false, true] {
+            let wanted: Vec<String> = keys
+                .iter()
+                .filter(|k| k.open_only == open_only)
+                .map(|k| k.key.clone())
+                .collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let found = match self.1 {
+                By::Email => self.0.by_emails(&wanted, open_only).await,
+                By::Upc => self.0.by_assets(&wanted, open_only).await,
+            }
+            .map_err(Arc::new)?;
+            for key in wanted {
+                let rows = found.get(&key).cloned().unwrap_or_default();
+                out.insert(HistoryKey { key, open_only }, rows);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The loaders of one request.
+pub struct Loaders {
+    /// `CheckOut.patron`
+    pub patrons: DataLoader<PatronByEmail>,
+    /// `CheckOut.book`
+    pub books: DataLoader<BookByUpc>,
+    /// `Patron.checkOuts`
+    pub by_email: DataLoader<History>,
+    /// `BookCopy.checkoutHistory`
+    pub by_upc: DataLoader<History>,
+}
+
+impl Loaders {
+    /// Fresh loaders (no cache shared between requests).
+    pub fn new(catalog: &Arc<dyn CatalogStore>, checkouts: &Arc<dyn CheckoutStore>) -> Self {
+        Loaders {
+            patrons: DataLoader::new(PatronByEmail(Arc::clone(catalog)), tokio::spawn),
+            books: DataLoader::new(BookByUpc(Arc::clone(catalog)), tokio::spawn),
+            by_email: DataLoader::new(History(Arc::clone(checkouts), By::Email), tokio::spawn),
+            by_upc: DataLoader::new(History(Arc::clone(checkouts), By::Upc), tokio::spawn),
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! `type Query`.
+
+use async_graphql::{Context, Object, Result, ID};
+use auth_jwt::Role;
+use domain::{CheckoutFilter, Sort};
+use sha2::{Digest, Sha256};
+
+use super::context::{stores, viewer};
+use super::errors::{coded, internal, not_authorized};
+use super::guards::RoleGuard;
+use super::scalars::Email;
+use super::types::{BookObj, CheckOut, Feed, PageInfo, PatronObj, SortObject};
+
+/// The root query.
+pub struct QueryRoot;
+
+fn bad_input(message: impl Into<String>) -> async_graphql::Error {
+    coded(message, "BAD_USER_INPUT")
+}
+
+fn page_size(next: Option<i32>) -> Result<Option<u32>> {
+    match next {
+        None => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n as u32)),
+        Some(_) => Err(bad_input("next must not be negative")),
+    }
+}
+
+#[Object]
+impl QueryRoot {
+    /// USER. Filters ANDed; `cursor` an ISO date (rows after it); `next` page size;
+    /// ascending by checkout date.
+    #[graphql(guard = "RoleGuard::new(Role::User)")]
+    async fn checkouts(
+        &self,
+        ctx: &Context<'_>,
+        user_email: Option<Email>,
+        asset_upc: Option<String>,
+        cursor: Option<String>,
+        next: Option<i32>,
+    ) -> Result<Option<Vec<Option<CheckOut>>>> {
+        let after = match &cursor {
+            None => None,
+            Some(c) => Some(
+                domain::parse_iso(c).ok_or_else(|| bad_input("cursor must be an ISO-8601 date"))?,
+            ),
+        };
+        let filter = CheckoutFilter {
+            user_email: user_email.map(|e| e.0),
+            asset_upc,
+        };
+        let rows = stores(ctx)?
+            .checkouts
+            .list(&filter, after, page_size(next)?)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Some(rows.into_iter().map(|r| Some(r.into())).collect()))
+    }
+
+    /// Public. Snapshot pagination: the first call stores the whole result; pages
+    /// follow by `cursor` (the last id seen); `queryId` names a snapshot of the
+    /// caller's own.
+    #[allow(clippy::too_many_arguments)]
+    async fn checkout_feed(
+        &self,
+        ctx: &Context<'_>,
+        user_email: Option<Email>,
+        asset_upc: Option<String>,
+        sort: Option<Vec<SortObject>>,
+        cursor: Option<String>,
+        next: Option<i32>,
+        query_id: Option<ID>,
+    ) -> Result<Option<Feed>> {
+        let stores = stores(ctx)?;
+        let owner = viewer(ctx).identity();
+        let limit = page_size(next)?;
+        let after_id = match &cursor {
+            None => None,
+            Some(c) => Some(
+                c.parse::<i32>()
+                    .map_err(|_| bad_input("cursor must be an entry id"))?,
+            ),
+        };
+        let filter = CheckoutFilter {
+            user_email: user_email.map(|e| e.0),
+            asset_upc,
+        };
+        let sort: Vec<Sort> = sort
+            .unwrap_or_default()
+            .into_iter()
+            .map(Into::into)
+            .collect();
+        // A new query (no queryId, no cursor) takes a fresh snapshot; anything else
+        // pages an existing one, which must be the caller's own.
+        let fresh = query_id.is_none() && cursor.is_none();
+        let id = match query_id {
+            Some(id) => id.0,
+            None => snapshot_id(&owner, &filter, &sort),
+        };
+        if fresh {
+            let rows = stores
+                .checkouts
+                .list_sorted(&filter, &sort)
+                .await
+                .map_err(|e| internal(&e))?;
+            stores
+                .snapshots
+                .save(&id, &owner, &rows)
+                .await
+                .map_err(|e| internal(&e))?;
+        }
+        let page = stores
+            .snapshots
+            .page(&id, &owner, after_id, limit)
+            .await
+            .map_err(|e| internal(&e))?
+            .ok_or_else(|| {
+                coded(
+                    "no such snapshot (expired, or not yours): start again without queryId and cursor",
+                    "QUERY_NOT_FOUND",
+                )
+            })?;
+        if after_id.is_some() && page.start == page.total && page.entries.is_empty() {
+            return Err(bad_input("cursor is not an entry of this snapshot"));
+        }
+        let len = page.entries.len();
+        Ok(Some(Feed {
+            page_info: Some(PageInfo {
+                query_id: ID(id),
+                current_cursor: page.entries.last().map(|c| c.id.to_string()),
+                start_entry_index: page.start as i32,
+                end_entry_index: (page.start + len) as i32 - 1,
+                total_entries: page.total as i32,
+                has_previous_page: page.start > 0,
+                has_next_page: page.start + len < page.total,
+            }),
+            rows: page.entries,
+        }))
+    }
+
+    /// LIBRARIAN, or the patron themself. `id` wins over `email`; neither, or not
+    /// found: null.
+    async fn patron(
+        &self,
+        ctx: &Context<'_>,
+        email: Option<Email>,
+        id: Option<ID>,
+    ) -> Result<Option<PatronObj>> {
+        let v = viewer(ctx);
+        if v.0.is_none() {
+            return Err(not_authorized());
+        }
+        let catalog = &stores(ctx)?.catalog;
+        let found = match (id, email) {
+            (Some(id), _) => catalog.patron_by_id(&id).await,
+            (None, Some(email)) => catalog.patron_by_email(&email.0).await,
+            (None, None) => Ok(None),
+        }
+        .map_err(|e| internal(&e))?;
+        if v.has(Role::Librarian) {
+            return Ok(found.map(PatronObj));
+        }
+        match found {
+            Some(p) if v.is(&p.id) => Ok(Some(PatronObj(p))),
+            _ => Err(not_authorized()),
+        }
+    }
+
+    /// LIBRARIAN.
+    #[graphql(guard = "RoleGuard::new(Role::Librarian)")]
+    async fn patrons(
+        &self,
+        ctx: &Context<'_>,
+        year_registered: Option<i32>,
+        limit: Option<i32>,
+    ) -> Result<Vec<Option<PatronObj>>> {
+        let limit = page_size(limit)?;
+        let rows = stores(ctx)?
+            .catalog
+            .patrons(year_registered, limit)
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(rows.into_iter().map(|p| Some(PatronObj(p))).collect())
+    }
+
+    /// Public. `id` wins over `isbn13`.
+    async fn book(
+        &self,
+        ctx: &Context<'_>,
+        id: Option<ID>,
+        isbn13: Option<String>,
+    ) -> Result<Option<BookObj>> {
+        let catalog = &stores(ctx)?.catalog;
+        let found = match (id, isbn13) {
+            (Some(id), _) => catalog.book_by_id(&id).await,
+            (None, Some(isbn)) => catalog.book_by_isbn(&isbn).await,
+            (None, None) => Ok(None),
+        }
+        .map_err(|e| internal(&e))?;
+        Ok(found.map(BookObj))
+    }
+
+    /// Public.
+    async fn books(&self, ctx: &Context<'_>) -> Result<Option<Vec<Option<BookObj>>>> {
+        let rows = stores(ctx)?
+            .catalog
+            .books()
+            .await
+            .map_err(|e| internal(&e))?;
+        Ok(Some(rows.into_iter().map(|b| Some(BookObj(b))).collect()))
+    }
+}
+
+/// queryId = hash(user identity + filter args): the same query by the same user
+/// names the same snapshot; another user's never collides with it.
+fn snapshot_id(owner: &str, filter: &CheckoutFilter, sort: &[Sort]) -> String {
+    let mut h = Sha256::new();
+    h.update(owner.as_bytes());
+    h.update([0]);
+    h.update(format!("{:?}|{:?}|{:?}", filter.user_email, filter.asset_upc, sort).as_bytes());
+    let digest = h.finalize();
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,98 @@
+//! `type Subscription`: live checkout events; `after` replays what a reconnecting
+//! client missed (where the event source keeps history).
+
+use async_graphql::{Context, Result, Subscription, ID};
+use auth_jwt::Role;
+use domain::EventKind;
+use futures::{Stream, StreamExt};
+
+use super::context::stores;
+use super::errors::coded;
+use super::guards::RoleGuard;
+use super::types::CheckOut;
+use crate::events::Subscribed;
+
+/// The root subscription.
+pub struct SubscriptionRoot;
+
+fn stream_of(
+    ctx: &Context<'_>,
+    after: Option<ID>,
+    kinds: &'static [EventKind],
+) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+    let Subscribed { missed, live } = stores(ctx)?
+        .events
+        .subscribe(after.as_ref().map(|id| id.as_str()))
+        .map_err(|e| coded(e.to_string(), "BAD_USER_INPUT"))?;
+    let missed = futures::stream::iter(missed.into_iter().map(Ok));
+    let live = tokio_stream_from(live);
+    Ok(missed.chain(live).filter_map(move |item| async move {
+        match item {
+            Ok(d) if kinds.contains(&d.kind) => {
+                let row = d.event.to_checkout()?;
+                Some(Ok(Some(CheckOut {
+                    row,
+                    event_id: d.event_id.clone(),
+                })))
+            }
+            Ok(_) => None,
+            Err(lagged) => Some(Err(coded(lagged, "SUBSCRIBER_TOO_SLOW"))),
+        }
+    }))
+}
+
+/// Turns the broadcast receiver into a stream that ends after reporting a lag.
+fn tokio_stream_from(
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<events_kafka::Delivered>>,
+) -> impl Stream<Item = std::result::Result<std::sync::Arc<events_kafka::Delivered>, String>> {
+    futures::stream::unfold(Some(rx), |state| async move {
+        let mut rx = state?;
+        match rx.recv().await {
+            Ok(d) => Some((Ok(d), Some(rx))),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some((
+                Err(format!(
+                    "subscriber fell {n} events behind and was dropped; reconnect with `after`"
+                )),
+                None,
+            )),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+        }
+    })
+}
+
+const BOTH: &[EventKind] = &[EventKind::Checkout, EventKind::Checkin];
+const CHECKOUT: &[EventKind] = &[EventKind::Checkout];
+const CHECKIN: &[EventKind] = &[EventKind::Checkin];
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// USER. Checkouts and checkins.
+    #[graphql(guard = "RoleGuard::new(Role::User)")]
+    async fn checkout_status_update(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+        stream_of(ctx, after, BOTH)
+    }
+
+    /// USER. Topic `checkout`.
+    #[graphql(guard = "RoleGuard::new(Role::User)")]
+    async fn checkout(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+        stream_of(ctx, after, CHECKOUT)
+    }
+
+    /// USER. Topic `checkin`.
+    #[graphql(guard = "RoleGuard::new(Role::User)")]
+    async fn checkin(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<ID>,
+    ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+        stream_of(ctx, after, CHECKIN)
+    }
+}

@@ -1,0 +1,363 @@
+//! The object types of SPEC section 2.
+
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject, ID};
+use auth_jwt::Role;
+use domain::{Book, BookCondition as Condition, BookCopy, Checkout, Patron};
+
+use super::context::viewer;
+use super::dates;
+use super::errors::{coded, internal, invalid_email, not_authorized};
+use super::loaders::{HistoryKey, Loaders};
+use super::scalars::{is_valid, Email};
+
+/// `enum UserRole { ADMIN LIBRARIAN USER }` (part of the published schema).
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum UserRole {
+    /// ADMIN
+    Admin,
+    /// LIBRARIAN
+    Librarian,
+    /// USER
+    User,
+}
+
+/// `enum BookCondition { good fair damaged }`
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(name = "BookCondition", rename_items = "lowercase")]
+pub enum BookConditionGql {
+    /// good
+    Good,
+    /// fair
+    Fair,
+    /// damaged
+    Damaged,
+}
+
+impl From<Condition> for BookConditionGql {
+    fn from(c: Condition) -> Self {
+        match c {
+            Condition::Good => BookConditionGql::Good,
+            Condition::Fair => BookConditionGql::Fair,
+            Condition::Damaged => BookConditionGql::Damaged,
+        }
+    }
+}
+
+/// `enum SortField { userEmail assetUpc checkinDate checkoutDate }`
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(rename_items = "camelCase")]
+pub enum SortField {
+    /// userEmail
+    UserEmail,
+    /// assetUpc
+    AssetUpc,
+    /// checkinDate
+    CheckinDate,
+    /// checkoutDate
+    CheckoutDate,
+}
+
+/// `enum SortDirection { ASC DESC }`
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+pub enum SortDirection {
+    /// ASC
+    Asc,
+    /// DESC
+    Desc,
+}
+
+/// `input SortObject { field: SortField!  direction: SortDirection }`
+#[derive(InputObject, Clone, Copy)]
+pub struct SortObject {
+    /// The column.
+    pub field: SortField,
+    /// ASC when absent.
+    pub direction: Option<SortDirection>,
+}
+
+impl From<SortObject> for domain::Sort {
+    fn from(s: SortObject) -> Self {
+        domain::Sort {
+            field: match s.field {
+                SortField::UserEmail => domain::SortField::UserEmail,
+                SortField::AssetUpc => domain::SortField::AssetUpc,
+                SortField::CheckinDate => domain::SortField::CheckinDate,
+                SortField::CheckoutDate => domain::SortField::CheckoutDate,
+            },
+            descending: s.direction == Some(SortDirection::Desc),
+        }
+    }
+}
+
+/// A checkout; `eventId` is set on subscription events only.
+pub struct CheckOut {
+    /// The row.
+    pub row: Checkout,
+    /// The event id when delivered by a subscription.
+    pub event_id: Option<String>,
+}
+
+impl From<Checkout> for CheckOut {
+    fn from(row: Checkout) -> Self {
+        CheckOut {
+            row,
+            event_id: None,
+        }
+    }
+}
+
+fn date_error(e: dates::DateError) -> async_graphql::Error {
+    coded(e.to_string(), "BAD_USER_INPUT")
+}
+
+#[Object]
+impl CheckOut {
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+
+    async fn user_email(&self) -> &str {
+        &self.row.user_email
+    }
+
+    async fn asset_upc(&self) -> &str {
+        &self.row.asset_upc
+    }
+
+    async fn checkout_date(
+        &self,
+        format: Option<String>,
+        timezone: Option<String>,
+        locale: Option<String>,
+    ) -> Result<String> {
+        dates::format(
+            &self.row.checkout_date,
+            format.as_deref(),
+            timezone.as_deref(),
+            locale.as_deref(),
+        )
+        .map_err(date_error)
+    }
+
+    async fn checkin_date(
+        &self,
+        format: Option<String>,
+        timezone: Option<String>,
+        locale: Option<String>,
+    ) -> Result<Option<String>> {
+        self.row
+            .checkin_date
+            .as_ref()
+            .map(|t| {
+                dates::format(t, format.as_deref(), timezone.as_deref(), locale.as_deref())
+                    .map_err(date_error)
+            })
+            .transpose()
+    }
+
+    async fn patron(&self, ctx: &Context<'_>) -> Result<PatronObj> {
+        let loaders = ctx.data::<Loaders>()?;
+        match loaders.patrons.load_one(self.row.user_email.clone()).await {
+            Ok(Some(p)) => Ok(PatronObj(p)),
+            Ok(None) => Err(coded(
+                format!("no patron has the email of checkout {}", self.row.id),
+                "PATRON_NOT_FOUND",
+            )),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+
+    async fn book(&self, ctx: &Context<'_>) -> Result<BookObj> {
+        let loaders = ctx.data::<Loaders>()?;
+        match loaders.books.load_one(self.row.asset_upc.clone()).await {
+            Ok(Some(b)) => Ok(BookObj(b)),
+            Ok(None) => Err(coded(
+                format!("no book has the copy of checkout {}", self.row.id),
+                "ASSET_NOT_FOUND",
+            )),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+
+    async fn event_id(&self) -> Option<ID> {
+        self.event_id.clone().map(ID)
+    }
+}
+
+/// `type Patron`
+pub struct PatronObj(pub Patron);
+
+#[Object(name = "Patron")]
+impl PatronObj {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+
+    async fn year_registered(&self) -> Option<i32> {
+        self.0.year_registered
+    }
+
+    async fn first_name(&self) -> Option<&str> {
+        self.0.first_name.as_deref()
+    }
+
+    async fn last_name(&self) -> Option<&str> {
+        self.0.last_name.as_deref()
+    }
+
+    /// ADMIN, or the patron themself.
+    async fn email(&self, ctx: &Context<'_>) -> Result<Option<Email>> {
+        self.private(ctx)?;
+        match &self.0.email {
+            None => Ok(None),
+            Some(e) if is_valid(e) => Ok(Some(Email(e.clone()))),
+            Some(e) => Err(invalid_email(e)),
+        }
+    }
+
+    /// ADMIN, or the patron themself.
+    async fn phone_cell(&self, ctx: &Context<'_>) -> Result<Option<&str>> {
+        self.private(ctx)?;
+        Ok(self.0.phone_cell.as_deref())
+    }
+
+    #[graphql(name = "checkOuts")]
+    async fn check_outs(
+        &self,
+        ctx: &Context<'_>,
+        current_checkouts_only: Option<bool>,
+    ) -> Result<Option<Vec<Option<CheckOut>>>> {
+        let Some(email) = &self.0.email else {
+            return Ok(Some(Vec::new()));
+        };
+        let key = HistoryKey {
+            key: email.clone(),
+            open_only: current_checkouts_only.unwrap_or(false),
+        };
+        let rows = ctx
+            .data::<Loaders>()?
+            .by_email
+            .load_one(key)
+            .await
+            .map_err(|e| internal(&e))?
+            .unwrap_or_default();
+        Ok(Some(rows.into_iter().map(|r| Some(r.into())).collect()))
+    }
+}
+
+impl PatronObj {
+    fn private(&self, ctx: &Context<'_>) -> Result<()> {
+        let v = viewer(ctx);
+        if v.has(Role::Admin) || v.is(&self.0.id) {
+            Ok(())
+        } else {
+            Err(not_authorized())
+        }
+    }
+}
+
+/// `type Book`
+pub struct BookObj(pub Book);
+
+#[Object(name = "Book")]
+impl BookObj {
+    async fn id(&self) -> ID {
+        ID(self.0.id.clone())
+    }
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    async fn author(&self) -> &str {
+        &self.0.author
+    }
+    async fn year_published(&self) -> i32 {
+        self.0.year_published
+    }
+    async fn genre(&self) -> &str {
+        &self.0.genre
+    }
+    async fn isbn13(&self) -> &str {
+        &self.0.isbn13
+    }
+    async fn copies(&self) -> Option<Vec<Option<BookCopyObj>>> {
+        Some(
+            self.0
+                .copies
+                .iter()
+                .cloned()
+                .map(|c| Some(BookCopyObj(c)))
+                .collect(),
+        )
+    }
+}
+
+/// `type BookCopy`
+pub struct BookCopyObj(pub BookCopy);
+
+#[Object(name = "BookCopy")]
+impl BookCopyObj {
+    #[graphql(name = "libraryUPC")]
+    async fn library_upc(&self) -> &str {
+        &self.0.library_upc
+    }
+
+    async fn condition(&self) -> BookConditionGql {
+        self.0.condition.into()
+    }
+
+    async fn checkout_history(
+        &self,
+        ctx: &Context<'_>,
+        current_checkouts_only: Option<bool>,
+    ) -> Result<Option<Vec<Option<CheckOut>>>> {
+        let key = HistoryKey {
+            key: self.0.library_upc.clone(),
+            open_only: current_checkouts_only.unwrap_or(false),
+        };
+        let rows = ctx
+            .data::<Loaders>()?
+            .by_upc
+            .load_one(key)
+            .await
+            .map_err(|e| internal(&e))?
+            .unwrap_or_default();
+        Ok(Some(rows.into_iter().map(|r| Some(r.into())).collect()))
+    }
+}
+
+/// `type Feed`
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Feed {
+    /// Where this page sits.
+    pub page_info: Option<PageInfo>,
+    #[graphql(skip)]
+    /// The rows of this page.
+    pub rows: Vec<Checkout>,
+}
+
+#[ComplexObject]
+impl Feed {
+    async fn entries(&self) -> Option<Vec<Option<CheckOut>>> {
+        Some(self.rows.iter().cloned().map(|r| Some(r.into())).collect())
+    }
+}
+
+/// `type PageInfo`
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// The snapshot's id: pass it back to page through the same snapshot.
+    pub query_id: ID,
+    /// The id of this page's last entry: the `cursor` of the next page.
+    pub current_cursor: Option<String>,
+    /// Index of the first entry (0-based).
+    pub start_entry_index: i32,
+    /// start + len - 1.
+    pub end_entry_index: i32,
+    /// Entries in the snapshot.
+    pub total_entries: i32,
+    /// start > 0.
+    pub has_previous_page: bool,
+    /// start + len < total.
+    pub has_next_page: bool,
+}

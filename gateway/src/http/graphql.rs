@@ -1,0 +1,365 @@
+//! `POST /graphql` and `GET /graphql` (queries only; GraphiQL for browsers outside
+//! production; WebSocket upgrades go to `ws`).
+
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::{ErrorExtensionValues, Request, Response, ServerError, Value};
+use futures::StreamExt;
+
+use super::HttpState;
+use crate::graphql::loaders::Loaders;
+use crate::graphql::scalars::INVALID_EMAIL_MARKER;
+use crate::graphql::{Stores, Viewer};
+
+/// A JSON error body in the GraphQL shape, for failures before execution.
+pub(crate) fn error_response(status: StatusCode, message: &str, code: &str) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    }))
+}
+
+const CSRF_MESSAGE: &str = "This operation has been blocked as a potential Cross-Site Request Forgery (CSRF). Please either specify a 'content-type' header (with a type that is not one of application/x-www-form-urlencoded, multipart/form-data, text/plain) or provide a non-empty value for one of the following headers: x-apollo-operation-name, apollo-require-preflight";
+
+/// Apollo's CSRF prevention: a request a browser could send without a preflight
+/// (no content type, or a "simple" one) must carry a preflight-forcing header.
+fn csrf_safe(headers: &HeaderMap) -> bool {
+    let has_header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| !v.trim().is_empty())
+    };
+    if has_header("x-apollo-operation-name") || has_header("apollo-require-preflight") {
+        return true;
+    }
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    !matches!(
+        essence.as_str(),
+        "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+    )
+}
+
+/// The caller, or the 401 (or 503 when no key can be had) to answer with.
+async fn authenticate(state: &HttpState, req: &HttpRequest) -> Result<Viewer, HttpResponse> {
+    let header = req.headers().get(header::AUTHORIZATION);
+    let header = match header.map(|h| h.to_str()) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(_)) => {
+            return Err(error_response(
+                StatusCode::UNAUTHORIZED,
+                "the Authorization header must be 'Bearer <token>'",
+                "AUTH_TOKEN_ERROR",
+            ))
+        }
+    };
+    let token = auth_jwt::bearer_token(header)
+        .map_err(|e| error_response(StatusCode::UNAUTHORIZED, &e.to_string(), e.code()))?;
+    let Some(token) = token else {
+        return Ok(Viewer(None));
+    };
+    match state.verifier.verify(token).await {
+        Ok(user) => Ok(Viewer(Some(user))),
+        Err(e @ auth_jwt::AuthError::KeyUnavailable(_)) => {
+            tracing::error!(error = %e, cause = ?std::error::Error::source(&e), "cannot verify tokens");
+            Err(error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "token verification is unavailable",
+                "AUTH_KEY_UNAVAILABLE",
+            ))
+        }
+        Err(e) => Err(error_response(
+            StatusCode::UNAUTHORIZED,
+            &e.to_string(),
+            e.code(),
+        )),
+    }
+}
+
+/// Reads the body up to the limit: 413 past it, whatever Content-Length claimed.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, HttpResponse> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("unreadable body: {e}"),
+                "BAD_REQUEST",
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body larger than {limit} bytes"),
+                "PAYLOAD_TOO_LARGE",
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub async fn post(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    if !csrf_safe(req.headers()) {
+        return error_response(StatusCode::BAD_REQUEST, CSRF_MESSAGE, "BAD_REQUEST");
+    }
+    let body = match read_body(payload, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not valid JSON: {e}"),
+                "BAD_REQUEST",
+            )
+        }
+    };
+    if value.is_array() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "batched requests are not enabled",
+            "BAD_REQUEST",
+        );
+    }
+    let request: Request = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not a GraphQL request: {e}"),
+                "BAD_REQUEST",
+            )
+        }
+    };
+    execute(&state, &req, request).await
+}
+
+pub async fn get(
+    state: web::Data<HttpState>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    if req.headers().contains_key(header::UPGRADE) {
+        return super::ws::upgrade(state, req, payload).await;
+    }
+    let wants_html = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if req.query_string().is_empty() {
+        if wants_html && !state.production {
+            let page = GraphiQLSource::build()
+                .endpoint("/graphql")
+                .subscription_endpoint("/graphql")
+                .title("Central Library GraphQL")
+                .finish();
+            return HttpResponse::Ok()
+                .content_type("text/html; charset=utf-8")
+                .body(page);
+        }
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "GET requests must have a `query` parameter",
+            "BAD_REQUEST",
+        );
+    }
+    if !csrf_safe(req.headers()) {
+        return error_response(StatusCode::BAD_REQUEST, CSRF_MESSAGE, "BAD_REQUEST");
+    }
+    let request = match async_graphql::http::parse_query_string(req.query_string()) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid query parameters: {e}"),
+                "BAD_REQUEST",
+            )
+        }
+    };
+    if !is_query_only(&request) {
+        let mut resp = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations and subscriptions are not allowed over GET; use POST",
+            "BAD_REQUEST",
+        );
+        resp.headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return resp;
+    }
+    execute(&state, &req, request).await
+}
+
+pub async fn method_not_allowed() -> HttpResponse {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "use POST or GET on /graphql",
+        "BAD_REQUEST",
+    )
+}
+
+/// Whether the operation a GET would run is a query. Unparseable documents pass:
+/// execution reports the syntax error.
+fn is_query_only(request: &Request) -> bool {
+    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+        return true;
+    };
+    let kind = match (&doc.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => Some(op.node.ty),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+        (DocumentOperations::Multiple(ops), None) => {
+            if ops.len() == 1 {
+                ops.values().next().map(|op| op.node.ty)
+            } else {
+                None
+            }
+        }
+    };
+    kind.is_none_or(|k| k == OperationType::Query)
+}
+
+async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> HttpResponse {
+    let viewer = match authenticate(state, req).await {
+        Ok(v) => v,
+        Err(resp) => return resp,
+    };
+    let stores = match state.schema.data::<Stores>() {
+        Some(s) => s,
+        None => {
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "misconfigured",
+                "INTERNAL_SERVER_ERROR",
+            )
+        }
+    };
+    let loaders = Loaders::new(&stores.catalog, &stores.checkouts);
+    let response = state
+        .schema
+        .execute(request.data(viewer).data(loaders))
+        .await;
+    let (status, response) = finish(response, state.production);
+    HttpResponse::build(status).json(response)
+}
+
+/// Adds codes async-graphql cannot attach (parse, validation, email input errors)
+/// and, in production, hides internal messages.
+pub(crate) fn finish(mut response: Response, production: bool) -> (StatusCode, Response) {
+    let mut status = StatusCode::OK;
+    let executed =
+        !matches!(response.data, Value::Null) || response.errors.iter().any(|e| !e.path.is_empty());
+    for error in &mut response.errors {
+        let code = error
+            .extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .cloned();
+        match code {
+            Some(Value::String(code)) if code == "INTERNAL_SERVER_ERROR" && production => {
+                error.message = "Internal server error".into();
+            }
+            Some(_) => {}
+            None if error.message.contains(INVALID_EMAIL_MARKER) => {
+                set_code(error, "INVALID_EMAIL");
+            }
+            None if !executed && error.message.starts_with(" --> ") => {
+                set_code(error, "GRAPHQL_PARSE_FAILED");
+                status = StatusCode::BAD_REQUEST;
+            }
+            None if !executed && error.path.is_empty() => {
+                set_code(error, "GRAPHQL_VALIDATION_FAILED");
+                status = StatusCode::BAD_REQUEST;
+            }
+            None => {
+                if production {
+                    error.message = "Internal server error".into();
+                }
+                set_code(error, "INTERNAL_SERVER_ERROR");
+            }
+        }
+    }
+    (status, response)
+}
+
+fn set_code(error: &mut ServerError, code: &str) {
+    error
+        .extensions
+        .get_or_insert_with(ErrorExtensionValues::default)
+        .set("code", code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                header::HeaderName::from_static(k),
+                header::HeaderValue::from_static(v),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn csrf_rules_follow_apollo() {
+        assert!(csrf_safe(&headers(&[("content-type", "application/json")])));
+        assert!(csrf_safe(&headers(&[(
+            "content-type",
+            "application/json; charset=utf-8"
+        )])));
+        assert!(!csrf_safe(&headers(&[])));
+        assert!(!csrf_safe(&headers(&[("content-type", "text/plain")])));
+        assert!(!csrf_safe(&headers(&[(
+            "content-type",
+            "Multipart/Form-Data; boundary=x"
+        )])));
+        assert!(!csrf_safe(&headers(&[(
+            "content-type",
+            "application/x-www-form-urlencoded"
+        )])));
+        assert!(csrf_safe(&headers(&[
+            ("content-type", "text/plain"),
+            ("apollo-require-preflight", "true")
+        ])));
+        assert!(csrf_safe(&headers(&[("x-apollo-operation-name", "Q")])));
+    }
+
+    #[test]
+    fn get_allows_queries_only() {
+        let r = |q: &str| Request::new(q);
+        assert!(is_query_only(&r("{ books { title } }")));
+        assert!(is_query_only(&r("query Q { books { title } }")));
+        assert!(!is_query_only(&r(
+            "mutation { checkinAsset(assetUpc: \"1\") { id } }"
+        )));
+        assert!(!is_query_only(&r("subscription { checkout { id } }")));
+        let two = "query A { books { title } } mutation B { checkinAsset(assetUpc: \"1\") { id } }";
+        assert!(!is_query_only(&Request::new(two).operation_name("B")));
+        assert!(is_query_only(&Request::new(two).operation_name("A")));
+        assert!(!is_query_only(&Request::new(two)));
+    }
+}

@@ -1,0 +1,66 @@
+//! The HTTP surface (SPEC section 5): `/graphql` (POST, GET, WebSocket), GraphiQL
+//! outside production, health endpoints, and the dev token endpoints in embedded mode.
+
+mod graphql;
+mod health;
+mod middleware;
+mod ws;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use auth_jwt::dev::DevIssuer;
+use auth_jwt::Verifier;
+use shutdown::Readiness;
+
+pub use health::DependencyCheck;
+pub use ws::WsTracker;
+
+use crate::graphql::AppSchema;
+
+/// What every handler shares.
+pub struct HttpState {
+    /// The schema.
+    pub schema: AppSchema,
+    /// Token verification.
+    pub verifier: Verifier,
+    /// Starting / ready / draining.
+    pub readiness: Readiness,
+    /// Production mode: no GraphiQL, masked errors.
+    pub production: bool,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Open WebSockets, closed with 1001 on drain.
+    pub websockets: WsTracker,
+    /// Required dependencies, for `/health/ready`.
+    pub dependencies: Vec<Arc<dyn DependencyCheck>>,
+    /// Embedded mode's token issuer, mounted under `/dev`.
+    pub dev_issuer: Option<Arc<DevIssuer>>,
+}
+
+/// Mounts every route.
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HttpState>) {
+    let dev_issuer = state.dev_issuer.clone();
+    cfg.app_data(state)
+        .app_data(web::PayloadConfig::new(usize::MAX))
+        .route("/health", web::get().to(health::health))
+        .route("/health/live", web::get().to(health::live))
+        .route("/health/ready", web::get().to(health::ready))
+        .service(
+            web::resource("/graphql")
+                .route(web::post().to(graphql::post))
+                .route(web::get().to(graphql::get))
+                .route(web::route().to(graphql::method_not_allowed)),
+        );
+    if let Some(issuer) = dev_issuer {
+        let for_token = Arc::clone(&issuer);
+        cfg.service(
+            web::scope("/dev")
+                .app_data(web::Data::from(for_token))
+                .route("/token/{username}", web::get().to(health::dev_token))
+                .configure(move |c| auth_jwt::dev::configure(c, issuer)),
+        );
+    }
+}
+
+pub use middleware::request_context;

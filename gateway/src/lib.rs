@@ -1,0 +1,10 @@
+//! The Central Library GraphQL gateway.
+#![deny(missing_docs)]
+
+pub mod config;
+pub mod embedded;
+pub mod events;
+pub mod graphql;
+pub mod http;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,38 @@
+//! `gateway`: reads the configuration, builds the application, serves until a
+//! signal, and exits with the shutdown's code.
+
+use anyhow::Context;
+use clap::Parser;
+use gateway::config::{ConfigError, Settings};
+use gateway::startup::Application;
+
+#[derive(Parser)]
+#[command(about = "Central Library GraphQL gateway (configuration: environment, see README)")]
+struct Args {
+    /// Print the schema (SDL) and exit.
+    #[arg(long)]
+    print_schema: bool,
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    if Args::parse().print_schema {
+        print!("{}", gateway::graphql::sdl());
+        return Ok(());
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(ConfigError::Missing(names)) => {
+            eprintln!("missing required configuration:");
+            for name in names {
+                eprintln!("  {name}");
+            }
+            std::process::exit(1);
+        }
+        Err(e) => return Err(e).context("reading the configuration"),
+    };
+    gateway::telemetry::init(settings.production);
+    let app = Application::build(settings).await?;
+    let code = app.run_until_stopped().await;
+    std::process::exit(code);
+}

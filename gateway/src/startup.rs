@@ -1,0 +1,261 @@
+//! Assembly: the data sources (real or embedded), the schema, the HTTP server, and
+//! the shutdown coordinator that owns the stop.
+
+use std::sync::Arc;
+
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use auth_jwt::dev::{self, DevIssuer};
+use auth_jwt::{KeySource, KeySourceConfig, Verifier, VerifierConfig};
+use data_mongo::MongoCatalog;
+use data_mysql::MysqlCheckouts;
+use domain::Outbox;
+use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
+use shutdown::{Closeable, Coordinator, Readiness, ShutdownConfig};
+
+use crate::config::{Services, Settings};
+use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
+use crate::events::{EventFeed, LocalBus};
+use crate::graphql::{self, Limits, Stores};
+use crate::http::{self, DependencyCheck, HttpState, WsTracker};
+
+/// What the data side of the gateway is made of.
+struct Backends {
+    stores: Stores,
+    verifier: Verifier,
+    dev_issuer: Option<Arc<DevIssuer>>,
+    dependencies: Vec<Arc<dyn DependencyCheck>>,
+    /// In close order.
+    closeables: Vec<Arc<dyn Closeable>>,
+}
+
+/// A built, listening application.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    coordinator: Coordinator,
+    readiness: Readiness,
+    websockets: WsTracker,
+    signals: shutdown::Signals,
+}
+
+impl Application {
+    /// Connects the data sources, binds the listener (port 0 picks a free one) and
+    /// prepares the server; nothing is served until [`Application::run_until_stopped`].
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Installed first: a signal during startup is not lost.
+        let signals = shutdown::signals().context("installing signal handlers")?;
+        let readiness = Readiness::new();
+        let backends = match &settings.services {
+            None => embedded(&settings)?,
+            Some(services) => real(services, &settings).await?,
+        };
+        let mut coordinator = Coordinator::new(
+            ShutdownConfig {
+                delay: settings.shutdown_delay,
+                timeout: settings.shutdown_timeout,
+                close_timeout: settings.close_timeout,
+            },
+            readiness.clone(),
+        );
+        for c in backends.closeables {
+            coordinator.register(c);
+        }
+        let schema = graphql::build(
+            backends.stores,
+            Limits {
+                depth: settings.max_depth,
+                complexity: settings.max_complexity,
+            },
+            settings.production,
+        );
+        let websockets = WsTracker::default();
+        let state = web::Data::new(HttpState {
+            schema,
+            verifier: backends.verifier,
+            readiness: readiness.clone(),
+            production: settings.production,
+            max_body_bytes: settings.max_body_bytes,
+            websockets: websockets.clone(),
+            dependencies: backends.dependencies,
+            dev_issuer: backends.dev_issuer,
+        });
+        let listener = std::net::TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            let state = state.clone();
+            App::new()
+                .wrap(from_fn(http::request_context))
+                .configure(move |cfg| http::configure(cfg, state))
+        })
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+        .listen(listener)?
+        .run();
+        tracing::info!(
+            port,
+            embedded = settings.services.is_none(),
+            production = settings.production,
+            closeables = ?coordinator.names(),
+            "gateway built"
+        );
+        Ok(Application {
+            port,
+            server,
+            coordinator,
+            readiness,
+            websockets,
+            signals,
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGTERM/SIGINT, then runs the graceful stop; returns the exit
+    /// code (0 clean, 1 forced).
+    pub async fn run_until_stopped(self) -> i32 {
+        let Application {
+            port,
+            server,
+            coordinator,
+            readiness,
+            websockets,
+            mut signals,
+        } = self;
+        let handle = server.handle();
+        let mut serving = tokio::spawn(server);
+        readiness.set_ready();
+        tracing::info!(port, "ready: GraphQL on /graphql");
+        tokio::select! {
+            signal = signals.recv() => tracing::info!(signal, "stop signal received"),
+            result = &mut serving => {
+                tracing::error!(?result, "the HTTP server stopped on its own");
+                return 1;
+            }
+        }
+        let drain = async move {
+            tokio::join!(websockets.close_all(), handle.stop(true));
+            let _ = serving.await;
+        };
+        let force = async move {
+            let signal = signals.recv().await;
+            tracing::warn!(signal, "second signal: exiting now");
+        };
+        coordinator.shutdown(drain, force).await.exit_code()
+    }
+}
+
+fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
+    anyhow::ensure!(
+        !settings.production,
+        "embedded stores are for development only: configure MySQL, MongoDB and Kafka"
+    );
+    let bus = Arc::new(LocalBus::default());
+    let stores = Stores {
+        checkouts: Arc::new(MemoryCheckouts::demo(Arc::clone(&bus))),
+        catalog: Arc::new(MemoryCatalog::demo()),
+        snapshots: Arc::new(MemorySnapshots::new(settings.snapshot_ttl)),
+        events: EventFeed::Local(bus),
+        after_commit: Arc::new(|| {}),
+    };
+    let issuer = Arc::new(DevIssuer::generate(dev::default_users()).context("dev key")?);
+    let keys = match &settings.jwt_key_url {
+        Some(url) => key_source(url, settings)?,
+        None => KeySource::fixed_pem(issuer.public_pem())?,
+    };
+    tracing::warn!("embedded mode: in-memory demo data, dev tokens at /dev/token/{{username}}");
+    Ok(Backends {
+        stores,
+        verifier: Verifier::new(keys, VerifierConfig::default()),
+        dev_issuer: Some(issuer),
+        dependencies: Vec::new(),
+        closeables: Vec::new(),
+    })
+}
+
+fn key_source(url: &str, settings: &Settings) -> anyhow::Result<KeySource> {
+    let mut config = KeySourceConfig::new(url);
+    config.ttl = settings.jwt_cache_ttl;
+    let source = KeySource::new(config)?;
+    source.spawn_refresher();
+    Ok(source)
+}
+
+async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backends> {
+    let mysql = Arc::new(
+        MysqlCheckouts::connect(&services.mysql)
+            .await
+            .context("connecting to MySQL")?,
+    );
+    let mut mongo_config = services.mongo.clone();
+    mongo_config.snapshot_ttl = settings.snapshot_ttl;
+    let mongo = Arc::new(
+        MongoCatalog::connect(&mongo_config)
+            .await
+            .context("connecting to MongoDB")?,
+    );
+    let kafka = KafkaConfig::new(&services.kafka_brokers);
+    let producer = Arc::new(EventProducer::new(&kafka).context("Kafka producer")?);
+    let hub = Arc::new(
+        EventHub::start(&kafka)
+            .await
+            .context("starting the Kafka consumer")?,
+    );
+    let relay = Arc::new(OutboxRelay::spawn(
+        Arc::clone(&mysql) as Arc<dyn Outbox>,
+        Arc::clone(&producer),
+    ));
+    let kicker = relay.kicker();
+    let url = settings
+        .jwt_key_url
+        .as_deref()
+        .context("PUBLIC_JWT_KEY_URL")?;
+    let stores = Stores {
+        checkouts: Arc::clone(&mysql) as _,
+        catalog: Arc::clone(&mongo) as _,
+        snapshots: Arc::clone(&mongo) as _,
+        events: EventFeed::Kafka(Arc::clone(&hub)),
+        after_commit: Arc::new(move || kicker.notify_one()),
+    };
+    Ok(Backends {
+        stores,
+        verifier: Verifier::new(key_source(url, settings)?, VerifierConfig::default()),
+        dev_issuer: None,
+        dependencies: vec![
+            Arc::new(MysqlReady(Arc::clone(&mysql))),
+            Arc::new(MongoReady(Arc::clone(&mongo))),
+        ],
+        // SPEC section 7's order: consumer, relay, producer flush, MySQL, MongoDB.
+        closeables: vec![hub, relay, producer, mysql, mongo],
+    })
+}
+
+struct MysqlReady(Arc<MysqlCheckouts>);
+struct MongoReady(Arc<MongoCatalog>);
+
+impl DependencyCheck for MysqlReady {
+    fn name(&self) -> &str {
+        "mysql"
+    }
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.ping().await.map_err(|e| e.to_string()) })
+    }
+}
+
+impl DependencyCheck for MongoReady {
+    fn name(&self) -> &str {
+        "mongodb"
+    }
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move { self.0.ping().await.map_err(|e| e.to_string()) })
+    }
+}
