@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test: starts the real services (scripts/services.sh up), then format,
+# lint, and the whole workspace's tests against them. The README's second command;
+# CI's .ci/run calls exactly this.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain"
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (rustup)" >&2; exit 1; }
+cargo --version
+# System packages the build needs (librdkafka is built from source by rdkafka).
+missing=()
+for tool in cc make cmake pkg-config python3 curl; do
+  command -v "$tool" >/dev/null || missing+=("$tool")
+done
+if ((${#missing[@]})); then
+  echo "installing build tools: ${missing[*]}"
+  pkgs=()
+  for t in "${missing[@]}"; do
+    case $t in
+      cc|make) pkgs+=(build-essential) ;;
+      python3) pkgs+=(python3 python3-venv) ;;
+      *) pkgs+=("$t") ;;
+    esac
+  done
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest 0.9.143"
+  cargo install cargo-nextest --version 0.9.143 --locked
+fi
+
+step "services"
+scripts/services.sh up
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo nextest run --workspace --locked --no-fail-fast
