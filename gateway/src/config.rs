@@ -129,6 +129,16 @@ fn secs(v: Option<f64>, default: f64) -> Duration {
 }
 
 impl Settings {
+    /// Development defaults: embedded stores, port 4000 (tests set port 0 and
+    /// `services` as they need).
+    pub fn development() -> Self {
+        match Self::from_raw(Raw::default()) {
+            Ok(s) => s,
+            // Unreachable: defaults require nothing. Kept total for the reader.
+            Err(_) => unreachable!("development defaults need no settings"),
+        }
+    }
+
     /// Reads the process environment (and `CONFIG_FILE` under it).
     pub fn from_env() -> Result<Self, ConfigError> {
         let file: Option<PathBuf> = std::env::var_os("CONFIG_FILE").map(PathBuf::from);

@@ -30,7 +30,10 @@ fn page_size(next: Option<i32>) -> Result<Option<u32>> {
 impl QueryRoot {
     /// USER. Filters ANDed; `cursor` an ISO date (rows after it); `next` page size;
     /// ascending by checkout date.
-    #[graphql(guard = "RoleGuard::new(Role::User)")]
+    #[graphql(
+        guard = "RoleGuard::new(Role::User)",
+        complexity = "(next.unwrap_or(100).max(1) as usize) * child_complexity"
+    )]
     async fn checkouts(
         &self,
         ctx: &Context<'_>,
@@ -61,6 +64,7 @@ impl QueryRoot {
     /// follow by `cursor` (the last id seen); `queryId` names a snapshot of the
     /// caller's own.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "(next.unwrap_or(100).max(1) as usize) * child_complexity")]
     async fn checkout_feed(
         &self,
         ctx: &Context<'_>,
@@ -167,7 +171,10 @@ impl QueryRoot {
     }
 
     /// LIBRARIAN.
-    #[graphql(guard = "RoleGuard::new(Role::Librarian)")]
+    #[graphql(
+        guard = "RoleGuard::new(Role::Librarian)",
+        complexity = "(limit.unwrap_or(100).max(1) as usize) * child_complexity"
+    )]
     async fn patrons(
         &self,
         ctx: &Context<'_>,
@@ -201,6 +208,7 @@ impl QueryRoot {
     }
 
     /// Public.
+    #[graphql(complexity = "10 * child_complexity")]
     async fn books(&self, ctx: &Context<'_>) -> Result<Option<Vec<Option<BookObj>>>> {
         let rows = stores(ctx)?
             .catalog

@@ -221,7 +221,7 @@ impl PatronObj {
         Ok(self.0.phone_cell.as_deref())
     }
 
-    #[graphql(name = "checkOuts")]
+    #[graphql(name = "checkOuts", complexity = "20 * child_complexity")]
     async fn check_outs(
         &self,
         ctx: &Context<'_>,
@@ -279,6 +279,7 @@ impl BookObj {
     async fn isbn13(&self) -> &str {
         &self.0.isbn13
     }
+    #[graphql(complexity = "5 * child_complexity")]
     async fn copies(&self) -> Option<Vec<Option<BookCopyObj>>> {
         Some(
             self.0
@@ -305,6 +306,7 @@ impl BookCopyObj {
         self.0.condition.into()
     }
 
+    #[graphql(complexity = "20 * child_complexity")]
     async fn checkout_history(
         &self,
         ctx: &Context<'_>,

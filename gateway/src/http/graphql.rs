@@ -21,6 +21,14 @@ pub(crate) fn error_response(status: StatusCode, message: &str, code: &str) -> H
     }))
 }
 
+/// A response sent before the request body was read to its end: the connection
+/// must close, or the unread bytes would be taken for the next request.
+fn closing(mut resp: HttpResponse) -> HttpResponse {
+    resp.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    resp
+}
+
 const CSRF_MESSAGE: &str = "This operation has been blocked as a potential Cross-Site Request Forgery (CSRF). Please either specify a 'content-type' header (with a type that is not one of application/x-www-form-urlencoded, multipart/form-data, text/plain) or provide a non-empty value for one of the following headers: x-apollo-operation-name, apollo-require-preflight";
 
 /// Apollo's CSRF prevention: a request a browser could send without a preflight
@@ -119,11 +127,15 @@ pub async fn post(
     payload: web::Payload,
 ) -> HttpResponse {
     if !csrf_safe(req.headers()) {
-        return error_response(StatusCode::BAD_REQUEST, CSRF_MESSAGE, "BAD_REQUEST");
+        return closing(error_response(
+            StatusCode::BAD_REQUEST,
+            CSRF_MESSAGE,
+            "BAD_REQUEST",
+        ));
     }
     let body = match read_body(payload, state.max_body_bytes).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => return closing(resp),
     };
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -225,18 +237,16 @@ fn is_query_only(request: &Request) -> bool {
     let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
         return true;
     };
-    let kind = match (&doc.operations, request.operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => Some(op.node.ty),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name).map(|op| op.node.ty),
+    match (&doc.operations, request.operation_name.as_deref()) {
+        (DocumentOperations::Single(op), _) => op.node.ty == OperationType::Query,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get(name)
+            .is_none_or(|op| op.node.ty == OperationType::Query),
+        // Ambiguous without a name: allowed only if nothing in it could write.
         (DocumentOperations::Multiple(ops), None) => {
-            if ops.len() == 1 {
-                ops.values().next().map(|op| op.node.ty)
-            } else {
-                None
-            }
+            ops.values().all(|op| op.node.ty == OperationType::Query)
         }
-    };
-    kind.is_none_or(|k| k == OperationType::Query)
+    }
 }
 
 async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> HttpResponse {

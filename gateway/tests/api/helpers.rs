@@ -1,0 +1,202 @@
+//! `TestApp`: the whole gateway on port 0, embedded or on real services (fresh
+//! MySQL and MongoDB databases per test, loaded with the demo data).
+
+use std::time::Duration;
+
+use data_mongo::{MongoCatalog, MongoConfig};
+use data_mysql::{MysqlCheckouts, MysqlConfig};
+use gateway::config::{Services, Settings};
+use gateway::startup::Application;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub real: bool,
+    cleanup: Option<(MysqlConfig, MongoConfig)>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let Some((mysql, mongo)) = self.cleanup.take() else {
+            return;
+        };
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let _ = MysqlCheckouts::drop_database(&mysql).await;
+                if let Ok(c) = MongoCatalog::connect(&mongo).await {
+                    let _ = c.drop_database().await;
+                }
+            });
+            Ok::<_, std::io::Error>(())
+        })
+        .join();
+    }
+}
+
+pub fn real_settings() -> (Settings, MysqlConfig, MongoConfig) {
+    let s = testkit::services();
+    let mut mysql = MysqlConfig::new(
+        s.var("MYSQL_HOST"),
+        s.var("MYSQL_USER"),
+        s.var("MYSQL_PASSWORD"),
+        s.var("MYSQL_DATABASE"),
+    );
+    mysql.port = s.var("MYSQL_PORT").parse().expect("MYSQL_PORT");
+    let name = testkit::unique_name("cl_test");
+    let mysql = mysql.with_database(&name);
+    let mongo = MongoConfig::new(s.var("MONGO_URL"), &name);
+    let mut settings = Settings::development();
+    settings.port = 0;
+    settings.services = Some(Services {
+        mysql: mysql.clone(),
+        mongo: mongo.clone(),
+        kafka_brokers: s.var("KAFKA_BROKERS").to_string(),
+    });
+    settings.jwt_key_url = Some(s.var("PUBLIC_JWT_KEY_URL").to_string());
+    (settings, mysql, mongo)
+}
+
+pub async fn seed(mysql: &MysqlConfig, mongo: &MongoConfig) {
+    MysqlCheckouts::create_database(mysql)
+        .await
+        .expect("create db");
+    let m = MysqlCheckouts::connect(mysql).await.expect("mysql");
+    m.insert_rows(demo_data::checkouts(demo_data::Scale::default()))
+        .await
+        .expect("seed checkouts");
+    let c = MongoCatalog::connect(mongo).await.expect("mongo");
+    c.insert_demo(
+        &demo_data::patrons(),
+        &demo_data::books(),
+        demo_data::has_postal_code,
+    )
+    .await
+    .expect("seed catalog");
+}
+
+impl TestApp {
+    pub async fn embedded() -> Self {
+        let mut settings = Settings::development();
+        settings.port = 0;
+        Self::start(settings, false, None).await
+    }
+
+    pub async fn real() -> Self {
+        let (settings, mysql, mongo) = real_settings();
+        seed(&mysql, &mongo).await;
+        Self::start(settings, true, Some((mysql, mongo))).await
+    }
+
+    async fn start(
+        settings: Settings,
+        real: bool,
+        cleanup: Option<(MysqlConfig, MongoConfig)>,
+    ) -> Self {
+        let app = Application::build(settings).await.expect("build");
+        let port = app.port();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            real,
+            cleanup,
+        }
+    }
+
+    /// A token for a SPEC dev user: from the embedded `/dev/token`, or the harness's
+    /// dev key service `/login`.
+    pub async fn token(&self, username: &str) -> String {
+        if !self.real {
+            let r = self
+                .client
+                .get(format!("{}/dev/token/{username}", self.base))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            return r.text().await.unwrap();
+        }
+        let password = match username {
+            "user1" => "password1",
+            "user2" => "password2",
+            "user3" => "password3",
+            _ => "password",
+        };
+        let url = format!("{}/login", testkit::services().var("DEV_KEY_SERVICE_URL"));
+        let r = self
+            .client
+            .post(url)
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        r.json::<Value>().await.unwrap()["data"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// POSTs a GraphQL request; returns (status, body).
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `gql` as `username`, expecting HTTP 200.
+    pub async fn as_user(&self, username: &str, query: &str, variables: Value) -> Value {
+        let token = self.token(username).await;
+        let (status, body) = self.gql(Some(&token), query, variables).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// The `extensions.code` of every error.
+pub fn codes(body: &Value) -> Vec<String> {
+    body["errors"]
+        .as_array()
+        .map(|errs| {
+            errs.iter()
+                .filter_map(|e| e["extensions"]["code"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Defines a contract case twice: embedded and real.
+#[macro_export]
+macro_rules! contract {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn embedded() {
+                let app = $crate::helpers::TestApp::embedded().await;
+                super::$name(&app).await;
+            }
+
+            #[tokio::test]
+            async fn real() {
+                let app = $crate::helpers::TestApp::real().await;
+                super::$name(&app).await;
+            }
+        }
+    };
+}

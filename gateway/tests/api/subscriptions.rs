@@ -1,0 +1,178 @@
+//! Subscriptions over both WebSocket protocols, fed by mutations.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::contract;
+use crate::helpers::TestApp;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(app: &TestApp, protocol: &str) -> Ws {
+    let mut req = format!("ws://127.0.0.1:{}/graphql", app.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", protocol.parse().unwrap());
+    let (ws, resp) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("upgrade");
+    assert_eq!(resp.headers()["sec-websocket-protocol"], protocol);
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+/// The next JSON text message, or the close code; bounded so a hang fails.
+async fn next(ws: &mut Ws, within: Duration) -> Option<Result<Value, u16>> {
+    let msg = tokio::time::timeout(within, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(t))) => return Some(Ok(serde_json::from_str(&t).unwrap())),
+                Some(Ok(Message::Close(frame))) => {
+                    return Some(Err(frame.map_or(1005, |f| f.code.into())))
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await;
+    msg.ok().flatten()
+}
+
+/// Checks copy `upc` out (and back in) until the subscriber sees the checkout: the
+/// server subscribes asynchronously, so the first event may precede it.
+async fn trigger_until_seen(app: &TestApp, ws: &mut Ws, upc: &str, data_type: &str) -> Value {
+    let out = "mutation($u: String!) { checkoutAsset(assetUpc: $u, userEmail: \"apickerin0@51.la\") { id } }";
+    let back = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
+    for _ in 0..10 {
+        let made = app.as_user("user3", out, json!({"u": upc})).await;
+        let id = made["data"]["checkoutAsset"]["id"].clone();
+        assert!(id.is_string(), "{made}");
+        while let Some(msg) = next(ws, Duration::from_secs(2)).await {
+            let msg = msg.expect("socket open");
+            if msg["type"] == data_type {
+                let event = &msg["payload"]["data"]["checkoutStatusUpdate"];
+                if event["id"] == id && event["assetUpc"] == upc {
+                    return event.clone();
+                }
+            }
+        }
+        app.as_user("user2", back, json!({"u": upc})).await;
+    }
+    panic!("no event reached the subscriber");
+}
+
+const SUBSCRIPTION: &str = "subscription { checkoutStatusUpdate { id assetUpc userEmail checkinDate eventId patron { firstName } } }";
+
+async fn graphql_transport_ws_delivers_events(app: &TestApp) {
+    let mut ws = connect(app, "graphql-transport-ws").await;
+    let token = app.token("user3").await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"authToken": token}}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap()["type"],
+        "connection_ack"
+    );
+    send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}),
+    )
+    .await;
+    let event = trigger_until_seen(app, &mut ws, "9000000030", "next").await;
+    assert!(event["eventId"].is_string(), "{event}");
+    assert_eq!(event["patron"]["firstName"], "Averill");
+    assert_eq!(event["userEmail"], "apickerin0@51.la");
+}
+contract!(graphql_transport_ws_delivers_events);
+
+async fn legacy_graphql_ws_delivers_events(app: &TestApp) {
+    let mut ws = connect(app, "graphql-ws").await;
+    let token = app.token("user3").await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap()["type"],
+        "connection_ack"
+    );
+    send(
+        &mut ws,
+        json!({"id": "1", "type": "start", "payload": {"query": SUBSCRIPTION}}),
+    )
+    .await;
+    let event = trigger_until_seen(app, &mut ws, "9000000031", "data").await;
+    assert!(event["eventId"].is_string());
+}
+contract!(legacy_graphql_ws_delivers_events);
+
+async fn bad_tokens_and_anonymous_subscribers_are_refused(app: &TestApp) {
+    let mut ws = connect(app, "graphql-transport-ws").await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"authToken": "a.b.c"}}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut ws, Duration::from_secs(10)).await,
+        Some(Err(4403))
+    );
+
+    let mut legacy = connect(app, "graphql-ws").await;
+    send(
+        &mut legacy,
+        json!({"type": "connection_init", "payload": {"authToken": "a.b.c"}}),
+    )
+    .await;
+    let msg = next(&mut legacy, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg["type"], "connection_error");
+
+    let mut anon = connect(app, "graphql-transport-ws").await;
+    send(&mut anon, json!({"type": "connection_init", "payload": {}})).await;
+    assert_eq!(
+        next(&mut anon, Duration::from_secs(10))
+            .await
+            .unwrap()
+            .unwrap()["type"],
+        "connection_ack"
+    );
+    send(
+        &mut anon,
+        json!({"id": "7", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}),
+    )
+    .await;
+    let refused = next(&mut anon, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    // An execution error arrives as a result with errors (graphql-transport-ws).
+    assert_eq!(refused["type"], "next", "{refused}");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"],
+        "NOT_AUTHORIZED"
+    );
+    assert_eq!(refused["payload"]["data"], Value::Null);
+}
+contract!(bad_tokens_and_anonymous_subscribers_are_refused);
