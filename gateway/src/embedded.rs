@@ -255,10 +255,13 @@ impl CatalogStore for MemoryCatalog {
     }
 }
 
+/// One stored snapshot: owner, creation time, rows.
+type Snapshot = (String, Instant, Vec<Checkout>);
+
 /// `checkoutFeed` snapshots in memory, expiring after the TTL.
 pub struct MemorySnapshots {
     ttl: Duration,
-    map: Mutex<HashMap<String, (String, Instant, Vec<Checkout>)>>,
+    map: Mutex<HashMap<String, Snapshot>>,
 }
 
 impl MemorySnapshots {

@@ -14,7 +14,9 @@ pub fn init(production: bool) {
             .with_current_span(true)
             .try_init()
     } else {
-        builder.compact().try_init()
+        // Colours only on a terminal: piped logs (tests, files) stay plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        builder.compact().with_ansi(ansi).try_init()
     };
     // Already installed (tests start several apps in one process): keep the first.
     let _ = result;
