@@ -43,5 +43,8 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "container and Kubernetes files"
+scripts/deploy-checks.sh
+
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast

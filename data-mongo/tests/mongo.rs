@@ -125,3 +125,100 @@ async fn a_server_that_is_down_is_a_typed_error() {
         Ok(_) => panic!("connected to a closed port"),
     }
 }
+
+mod snapshots {
+    use super::*;
+    use domain::{Checkout, SnapshotStore};
+
+    fn rows(n: i32) -> Vec<Checkout> {
+        (1..=n)
+            .map(|i| Checkout {
+                id: i * 10,
+                user_email: format!("p{i}@example.org"),
+                asset_upc: "9000000001".into(),
+                checkout_date: chrono::DateTime::from_timestamp(946_684_800 + i64::from(i), 0)
+                    .unwrap(),
+                checkin_date: (i % 2 == 0).then(|| {
+                    chrono::DateTime::from_timestamp(946_771_200 + i64::from(i), 0).unwrap()
+                }),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pages_are_sliced_by_cursor_and_owned() {
+        let c = MongoCatalog::connect(&config()).await.unwrap();
+        let all = rows(25);
+        c.save("q1", "sub:1", &all).await.unwrap();
+        let first = c
+            .page("q1", "sub:1", None, Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((first.start, first.total), (0, 25));
+        assert_eq!(first.entries, all[..10], "entries round-trip exactly");
+        let next = c
+            .page("q1", "sub:1", Some(100), Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(next.start, 10);
+        assert_eq!(next.entries, all[10..20]);
+        let rest = c
+            .page("q1", "sub:1", Some(200), None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.entries, all[20..]);
+        let past = c
+            .page("q1", "sub:1", Some(250), Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(past.entries.is_empty() && past.start == 25);
+        assert_eq!(
+            c.page("q1", "sub:2", None, Some(10)).await.unwrap(),
+            None,
+            "not the owner"
+        );
+        assert_eq!(c.page("nope", "sub:1", None, None).await.unwrap(), None);
+        // Saving again replaces the snapshot.
+        c.save("q1", "sub:1", &all[..3]).await.unwrap();
+        assert_eq!(
+            c.page("q1", "sub:1", None, None)
+                .await
+                .unwrap()
+                .unwrap()
+                .total,
+            3
+        );
+        c.drop_database().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn expired_snapshots_are_gone_and_the_ttl_can_change() {
+        let mut cfg = config();
+        cfg.snapshot_ttl = std::time::Duration::ZERO;
+        let c = MongoCatalog::connect(&cfg).await.unwrap();
+        c.save("q", "me", &rows(3)).await.unwrap();
+        assert_eq!(
+            c.page("q", "me", None, None).await.unwrap(),
+            None,
+            "expired at once"
+        );
+        // A different TTL on the same database: the index is updated, not an error.
+        cfg.snapshot_ttl = std::time::Duration::from_secs(3600);
+        let again = MongoCatalog::connect(&cfg).await.unwrap();
+        again.save("q", "me", &rows(3)).await.unwrap();
+        assert_eq!(
+            again
+                .page("q", "me", None, None)
+                .await
+                .unwrap()
+                .unwrap()
+                .total,
+            3
+        );
+        again.drop_database().await.unwrap();
+    }
+}
