@@ -56,7 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .filter_map(|p| p.email)
         .collect();
     let rounds = 20;
-    let mut time = |label: &str, total: std::time::Duration, rows: usize| {
+    let time = |label: &str, total: std::time::Duration, rows: usize| {
         println!(
             "{label:<34} {:>9.2} ms/query  ({rows} rows)",
             total.as_secs_f64() * 1000.0 / rounds as f64
