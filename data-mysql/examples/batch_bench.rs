@@ -62,25 +62,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             total.as_secs_f64() * 1000.0 / rounds as f64
         );
     };
-    for open_only in [true, false] {
-        let t = Instant::now();
-        let mut rows = 0;
-        for _ in 0..rounds {
-            rows = store
-                .by_assets(&upcs, open_only)
-                .await?
-                .values()
-                .map(Vec::len)
-                .sum();
-        }
-        time(
-            &format!("by_assets(35 upcs, open_only={open_only})"),
-            t.elapsed(),
-            rows,
-        );
-    }
     let t = Instant::now();
     let mut rows = 0;
+    for _ in 0..rounds {
+        rows = store
+            .by_assets(&upcs, true)
+            .await?
+            .values()
+            .map(Vec::len)
+            .sum();
+    }
+    time("by_assets(35 upcs, open only)", t.elapsed(), rows);
+    let t = Instant::now();
+    for _ in 0..3 {
+        rows = store
+            .by_assets(&upcs[..1], false)
+            .await?
+            .values()
+            .map(Vec::len)
+            .sum();
+    }
+    time(
+        "by_assets(1 upc, whole history) x3",
+        t.elapsed() * rounds / 3,
+        rows,
+    );
+    let t = Instant::now();
     for _ in 0..rounds {
         rows = store
             .by_emails(&emails, true)
@@ -99,6 +106,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     time("list(next: 50)", t.elapsed(), rows);
 
+    // Demo constants only (no input): inlined so EXPLAIN shows the real plan.
     let in_list = |v: &[String]| {
         v.iter()
             .map(|s| format!("'{s}'"))
@@ -106,7 +114,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .join(",")
     };
     for (label, sql) in [
-        ("by_assets open", format!("EXPLAIN SELECT * FROM checkouts WHERE asset_upc IN ({}) AND checkin_date IS NULL ORDER BY asset_upc, checkout_date, row_id", in_list(&upcs))),
+        ("by_assets open", format!("EXPLAIN SELECT * FROM checkouts WHERE open_asset_upc IN ({}) ORDER BY asset_upc, checkout_date, row_id", in_list(&upcs))),
+        ("by_assets all", format!("EXPLAIN SELECT * FROM checkouts WHERE asset_upc IN ({}) ORDER BY asset_upc, checkout_date, row_id", in_list(&upcs[..1]))),
         ("by_emails open", format!("EXPLAIN SELECT * FROM checkouts WHERE user_email IN ({}) AND checkin_date IS NULL ORDER BY user_email, checkout_date, row_id", in_list(&emails))),
         ("list page", "EXPLAIN SELECT * FROM checkouts ORDER BY checkout_date, row_id LIMIT 50".to_string()),
     ] {

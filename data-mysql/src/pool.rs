@@ -136,6 +136,17 @@ impl MysqlPool {
         })
     }
 
+    /// (open connections, idle connections), for metrics.
+    pub(crate) fn state(&self) -> (u32, u32) {
+        lock(&self.pool)
+            .as_ref()
+            .map(|p| {
+                let s = p.state();
+                (s.connections, s.idle_connections)
+            })
+            .unwrap_or((0, 0))
+    }
+
     /// Stops lending, waits up to the drain timeout for connections in use, drops
     /// the pool (each connection sends COM_QUIT), then waits until the server no
     /// longer lists them, bounded by the same timeout.

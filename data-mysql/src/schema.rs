@@ -1,5 +1,6 @@
-//! The tables as diesel sees them. `checkouts` is the legacy table (the generated
-//! `open_asset_upc` column is left out: nothing reads it, the index enforces it).
+//! The tables as diesel sees them. `checkouts` is the legacy table plus the generated
+//! `open_asset_upc` (the UPC while open, else NULL), which is never written: queries
+//! filter on it to use its unique index.
 
 diesel::table! {
     checkouts (row_id) {
@@ -8,6 +9,7 @@ diesel::table! {
         asset_upc -> Varchar,
         checkout_date -> Datetime,
         checkin_date -> Nullable<Datetime>,
+        open_asset_upc -> Nullable<Varchar>,
     }
 }
 

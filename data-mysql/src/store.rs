@@ -88,6 +88,11 @@ impl MysqlCheckouts {
             .map_err(query_error)
     }
 
+    /// (open, idle) pooled connections, for metrics.
+    pub fn pool_state(&self) -> (u32, u32) {
+        self.pool.state()
+    }
+
     /// One round trip to the server: for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
@@ -234,12 +239,16 @@ impl CheckoutStore for MysqlCheckouts {
         if upcs.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut q = checkouts::table
-            .filter(dsl::asset_upc.eq_any(upcs))
-            .into_boxed();
-        if open_only {
-            q = q.filter(dsl::checkin_date.is_null());
-        }
+        // Open checkouts come straight from the one-open-per-copy unique index.
+        let q = if open_only {
+            checkouts::table
+                .filter(dsl::open_asset_upc.eq_any(upcs))
+                .into_boxed()
+        } else {
+            checkouts::table
+                .filter(dsl::asset_upc.eq_any(upcs))
+                .into_boxed()
+        };
         let q = q.order((dsl::asset_upc, dsl::checkout_date, dsl::row_id));
         Ok(group_by(self.load(q).await?, |c| &c.asset_upc))
     }
@@ -310,9 +319,9 @@ impl CheckoutStore for MysqlCheckouts {
         let asset = asset_upc.to_string();
         let result = conn
             .transaction::<_, DieselError, _>(async |conn| {
+                // Through the unique index: locks just the open row.
                 let open: Option<Row> = checkouts::table
-                    .filter(dsl::asset_upc.eq(&asset))
-                    .filter(dsl::checkin_date.is_null())
+                    .filter(dsl::open_asset_upc.eq(&asset))
                     .select(Row::as_select())
                     .for_update()
                     .first(conn)

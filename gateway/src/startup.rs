@@ -18,11 +18,12 @@ use crate::config::{Services, Settings};
 use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
 use crate::events::{EventFeed, LocalBus};
 use crate::graphql::{self, Limits, Stores};
-use crate::http::{self, DependencyCheck, HttpState, WsTracker};
+use crate::http::{self, DependencyCheck, HttpState, Metrics, Sampler, WsTracker};
 
 /// What the data side of the gateway is made of.
 struct Backends {
     stores: Stores,
+    samplers: Vec<Sampler>,
     verifier: Verifier,
     dev_issuer: Option<Arc<DevIssuer>>,
     dependencies: Vec<Arc<dyn DependencyCheck>>,
@@ -80,6 +81,7 @@ impl Application {
             websockets: websockets.clone(),
             dependencies: backends.dependencies,
             dev_issuer: backends.dev_issuer,
+            metrics: Metrics::new(backends.samplers).context("metrics")?,
         });
         let listener = std::net::TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
@@ -171,6 +173,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
     tracing::warn!("embedded mode: in-memory demo data, dev tokens at /dev/token/{{username}}");
     Ok(Backends {
         stores,
+        samplers: Vec::new(),
         verifier: Verifier::new(keys, VerifierConfig::default()),
         dev_issuer: Some(issuer),
         dependencies: Vec::new(),
@@ -222,8 +225,17 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
         events: EventFeed::Kafka(Arc::clone(&hub)),
         after_commit: Arc::new(move || kicker.notify_one()),
     };
+    let pool = Arc::clone(&mysql);
+    let sampler: Sampler = Arc::new(move || {
+        let (connections, idle) = pool.pool_state();
+        vec![
+            ("mysql:open", i64::from(connections)),
+            ("mysql:idle", i64::from(idle)),
+        ]
+    });
     Ok(Backends {
         stores,
+        samplers: vec![sampler],
         verifier: Verifier::new(key_source(url, settings)?, VerifierConfig::default()),
         dev_issuer: None,
         dependencies: vec![

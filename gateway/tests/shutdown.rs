@@ -27,7 +27,9 @@ impl Gateway {
         cmd.env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("GRAPHQL_SERVER_PORT", "0")
-            .env("RUST_LOG", "info")
+            // Debug for the gateway: "request received" is how tests know a request
+            // is in flight.
+            .env("RUST_LOG", "info,gateway=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -73,6 +75,16 @@ impl Gateway {
                     "no log line with {needle:?}; log:\n{}",
                     self.log.lock().unwrap()
                 ),
+            }
+        }
+    }
+
+    /// Waits until the gateway logged that a request for `path` arrived.
+    fn wait_for_request(&mut self, path: &str) {
+        loop {
+            let line = self.wait_for_line("request received");
+            if line.contains(path) {
+                return;
             }
         }
     }
@@ -205,13 +217,19 @@ fn a_request_in_flight_at_sigterm_completes_and_the_exit_is_clean() {
             .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
     });
     // The request is in flight: it is waiting for the key.
+    // In flight: the request reached the gateway, which waits for the key (held by
+    // the key server; the background refresher asked for it at startup).
     keys.arrived
         .recv_timeout(Duration::from_secs(30))
         .expect("key fetch");
+    gw.wait_for_request("/graphql");
     gw.signal(Signal::SIGTERM);
     gw.wait_for_line("shutdown started");
     keys.release.send(()).unwrap();
-    let (status, body) = request.join().unwrap().expect("response");
+    let (status, body) = request
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("no response: {e}; log:\n{}", gw.log()));
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Pride and Prejudice"), "{body}");
     assert_eq!(gw.exit_code(), 0, "{}", gw.log());
@@ -316,9 +334,12 @@ fn a_drain_past_the_deadline_exits_one_naming_what_did_not_finish() {
             .json(&serde_json::json!({"query": "{ books { title } }"}))
             .send()
     });
+    // In flight: the request reached the gateway, which waits for the key (held by
+    // the key server; the background refresher asked for it at startup).
     keys.arrived
         .recv_timeout(Duration::from_secs(30))
         .expect("key fetch");
+    gw.wait_for_request("/graphql");
     gw.signal(Signal::SIGTERM);
     assert_eq!(gw.exit_code(), 1, "{}", gw.log());
     let log = gw.log();
@@ -343,9 +364,12 @@ fn a_second_signal_exits_at_once() {
             .json(&serde_json::json!({"query": "{ books { title } }"}))
             .send()
     });
+    // In flight: the request reached the gateway, which waits for the key (held by
+    // the key server; the background refresher asked for it at startup).
     keys.arrived
         .recv_timeout(Duration::from_secs(30))
         .expect("key fetch");
+    gw.wait_for_request("/graphql");
     gw.signal(Signal::SIGTERM);
     gw.wait_for_line("shutdown started");
     gw.signal(Signal::SIGINT);

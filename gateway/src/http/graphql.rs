@@ -265,11 +265,24 @@ async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> Http
         }
     };
     let loaders = Loaders::new(&stores.catalog, &stores.checkouts);
+    let operation = request.operation_name.clone().unwrap_or_default();
+    let started = std::time::Instant::now();
     let response = state
         .schema
         .execute(request.data(viewer).data(loaders))
         .await;
     let (status, response) = finish(response, state.production);
+    let codes: Vec<String> = response
+        .errors
+        .iter()
+        .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
+            Value::String(code) => Some(code.clone()),
+            _ => None,
+        })
+        .collect();
+    state
+        .metrics
+        .observe(&operation, started.elapsed().as_secs_f64(), &codes);
     HttpResponse::build(status).json(response)
 }
 

@@ -32,6 +32,7 @@ pub async fn request_context(
         http.method = %req.method(),
         url.path = %req.path()
     );
+    span.in_scope(|| tracing::debug!("request received"));
     let mut res = next.call(req).instrument(span.clone()).await?;
     span.in_scope(|| tracing::debug!(http.status = res.status().as_u16(), "response"));
     if let Ok(value) = HeaderValue::from_str(&request_id) {

@@ -3,6 +3,7 @@
 
 mod graphql;
 mod health;
+mod metrics;
 mod middleware;
 mod ws;
 
@@ -14,6 +15,7 @@ use auth_jwt::Verifier;
 use shutdown::Readiness;
 
 pub use health::DependencyCheck;
+pub use metrics::{Metrics, Sampler};
 pub use ws::WsTracker;
 
 use crate::graphql::AppSchema;
@@ -36,6 +38,8 @@ pub struct HttpState {
     pub dependencies: Vec<Arc<dyn DependencyCheck>>,
     /// Embedded mode's token issuer, mounted under `/dev`.
     pub dev_issuer: Option<Arc<DevIssuer>>,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
 }
 
 /// Mounts every route.
@@ -46,6 +50,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HttpState>) {
         .route("/health", web::get().to(health::health))
         .route("/health/live", web::get().to(health::live))
         .route("/health/ready", web::get().to(health::ready))
+        .route("/metrics", web::get().to(metrics::metrics))
         .service(
             web::resource("/graphql")
                 .route(web::post().to(graphql::post))

@@ -615,3 +615,40 @@ async fn the_schema_is_the_contract() {
         }
     }
 }
+
+async fn metrics_count_requests_and_errors(app: &TestApp) {
+    let r = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!({"query": "query Shelf { books { title } }", "operationName": "Shelf"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.gql(None, "{ checkouts { id } }", json!({})).await;
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains(r#"graphql_requests_total{operation="Shelf",outcome="ok"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"graphql_errors_total{code="NOT_AUTHORIZED"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("graphql_request_duration_seconds_bucket"));
+    if app.real {
+        assert!(
+            text.contains(r#"datasource_pool_connections{pool="mysql",state="open"}"#),
+            "{text}"
+        );
+    }
+}
+contract!(metrics_count_requests_and_errors);
