@@ -83,4 +83,20 @@ echo "start-to-ready: ${ready_ms} ms"
 stop_ns=$(date +%s%N)
 kill -TERM "$GW"
 while kill -0 "$GW" 2>/dev/null; do sleep 0.002; done
-echo "idle SIGTERM-to-exit (after load, connections closed): $(( ($(date +%s%N) - stop_ns) / 1000000 )) ms"
+echo "idle SIGTERM-to-exit: $(( ($(date +%s%N) - stop_ns) / 1000000 )) ms"
+
+# Under load: SIGTERM while wrk runs; in-flight requests must still complete.
+GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/gateway2.log" 2>&1 &
+GW=$!
+PIDS+=($GW)
+until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.005; done
+export QUERY='{ checkouts(next: 50) { id patron { firstName } book { title } } }'
+wrk -t2 -c"$CONNECTIONS" -d6s -s bench/graphql.lua "http://127.0.0.1:$PORT/graphql" >"$WORK/stop.txt" 2>&1 &
+WRK=$!
+sleep 2
+stop_ns=$(date +%s%N)
+kill -TERM "$GW"
+while kill -0 "$GW" 2>/dev/null; do sleep 0.002; done
+echo "SIGTERM-to-exit under load: $(( ($(date +%s%N) - stop_ns) / 1000000 )) ms (exit after in-flight requests)"
+wait "$WRK" || true
+awk '/Non-2xx/ {print "  non-2xx during the stop: " $5}' "$WORK/stop.txt"

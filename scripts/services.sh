@@ -221,6 +221,7 @@ KAFKA_BROKERS=$HOST:$KAFKA_PORT
 PUBLIC_JWT_KEY_URL=http://$HOST:$KEYS_PORT/publickey
 DEV_KEY_SERVICE_URL=http://$HOST:$KEYS_PORT
 NISSHI_BIN=$(nisshi_bin)
+MONGO_SERVER_BIN=$CACHE/secantusdb-$SECANTUS_PY_VERSION/bin/secantusd-py
 EOF
   mv "$STATE/env.tmp" "$STATE/env"
 }

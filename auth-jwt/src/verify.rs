@@ -35,16 +35,27 @@ impl Default for VerifierConfig {
 }
 
 /// Verifies tokens against the key source.
+///
+/// Successful verifications are cached for a short while (RSA verification is the
+/// largest CPU cost of a request, and clients reuse a token for hours); an entry
+/// never outlives the token's own `exp`, so expiry is still exact.
 #[derive(Clone)]
 pub struct Verifier {
     keys: KeySource,
     config: VerifierConfig,
+    verified: moka::sync::Cache<String, (CurrentUser, i64)>,
 }
+
+/// How long a verified token is trusted without checking its signature again.
+const VERIFIED_TTL: Duration = Duration::from_secs(60);
+/// How many verified tokens are remembered.
+const VERIFIED_CAPACITY: u64 = 10_000;
 
 /// The claims we read. `sub` may be a string or a number in the wild.
 #[derive(Deserialize)]
 struct Claims {
     sub: Subject,
+    exp: i64,
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
@@ -73,7 +84,14 @@ const MAX_TOKEN_BYTES: usize = 16 * 1024;
 impl Verifier {
     /// A verifier using `keys`.
     pub fn new(keys: KeySource, config: VerifierConfig) -> Self {
-        Verifier { keys, config }
+        Verifier {
+            keys,
+            config,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(VERIFIED_TTL)
+                .build(),
+        }
     }
 
     /// The key source (for readiness and the refresher).
@@ -86,6 +104,23 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
+        if let Some((user, exp)) = self.verified.get(token) {
+            if chrono::Utc::now().timestamp() < exp {
+                return Ok(user);
+            }
+            self.verified.invalidate(token);
+            return Err(AuthError::Expired);
+        }
+        let (user, exp) = self.verify_uncached(token).await?;
+        let leeway = self.config.leeway.as_secs() as i64;
+        self.verified.insert(
+            token.to_string(),
+            (user.clone(), exp.saturating_add(leeway)),
+        );
+        Ok(user)
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<(CurrentUser, i64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         let alg = header.alg;
         if !self.allowed(alg) {
@@ -124,7 +159,7 @@ impl Verifier {
         token: &str,
         alg: Algorithm,
         key: &jsonwebtoken::DecodingKey,
-    ) -> Result<CurrentUser, AuthError> {
+    ) -> Result<(CurrentUser, i64), AuthError> {
         let mut validation = Validation::new(alg);
         validation.algorithms = vec![alg];
         validation.leeway = self.config.leeway.as_secs();
@@ -147,13 +182,14 @@ impl Verifier {
             Roles::One(one) => one.split(',').filter_map(Role::parse).collect(),
             Roles::None => BTreeSet::new(),
         };
-        Ok(CurrentUser {
+        let user = CurrentUser {
             sub: match claims.sub {
                 Subject::Text(s) => s,
                 Subject::Number(n) => n.to_string(),
             },
             username: claims.username,
             roles,
-        })
+        };
+        Ok((user, claims.exp))
     }
 }

@@ -445,3 +445,35 @@ mod no_panic {
         }
     }
 }
+
+#[tokio::test]
+async fn the_refresher_fetches_again_before_expiry_without_any_request() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let mut config = KeySourceConfig::new(&server.url);
+    config.ttl = Duration::from_millis(300);
+    let source = KeySource::new(config).unwrap();
+    source.spawn_refresher();
+    // No token is verified: only the refresher fetches. Poll the counter (bounded).
+    let mut fetches = 0;
+    for _ in 0..100 {
+        fetches = server.fetches();
+        if fetches >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(fetches >= 3, "refreshed {fetches} times");
+    assert!(source.has_keys().await);
+    // Dropping the source stops the refresher.
+    drop(source);
+    let after_drop = server.fetches();
+    let mut later = after_drop;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        later = server.fetches();
+    }
+    assert!(
+        later <= after_drop + 1,
+        "the refresher outlived its owner: {after_drop} -> {later}"
+    );
+}

@@ -160,16 +160,21 @@ impl MongoCatalog {
         self.db.drop().await.map_err(store_error)
     }
 
+    /// Patrons matching `filter`, in `_id` order when `sorted` (lists); batches
+    /// skip the sort, since their results go into a map.
     async fn find_patrons(
         &self,
         filter: Document,
         limit: Option<i64>,
+        sorted: bool,
     ) -> Result<Vec<Patron>, StoreError> {
         let patrons = self.patrons_coll();
         let mut find = patrons
             .find(filter)
-            .projection(convert::patron_projection())
-            .sort(doc! {"_id": 1});
+            .projection(convert::patron_projection());
+        if sorted {
+            find = find.sort(doc! {"_id": 1});
+        }
         if let Some(n) = limit {
             find = find.limit(n);
         }
@@ -182,11 +187,14 @@ impl MongoCatalog {
         Ok(docs.iter().filter_map(convert::patron).collect())
     }
 
-    async fn find_books(&self, filter: Document) -> Result<Vec<Book>, StoreError> {
-        let docs: Vec<Document> = self
-            .books_coll()
-            .find(filter)
-            .sort(doc! {"_id": 1})
+    /// Books matching `filter`, in `_id` order when `sorted`.
+    async fn find_books(&self, filter: Document, sorted: bool) -> Result<Vec<Book>, StoreError> {
+        let books = self.books_coll();
+        let mut find = books.find(filter);
+        if sorted {
+            find = find.sort(doc! {"_id": 1});
+        }
+        let docs: Vec<Document> = find
             .await
             .map_err(store_error)?
             .try_collect()
@@ -204,7 +212,7 @@ impl CatalogStore for MongoCatalog {
             return Ok(None);
         };
         Ok(self
-            .find_patrons(doc! {"_id": oid}, Some(1))
+            .find_patrons(doc! {"_id": oid}, Some(1), false)
             .await?
             .into_iter()
             .next())
@@ -212,7 +220,7 @@ impl CatalogStore for MongoCatalog {
 
     async fn patron_by_email(&self, email: &str) -> Result<Option<Patron>, StoreError> {
         Ok(self
-            .find_patrons(doc! {"email": email}, Some(1))
+            .find_patrons(doc! {"email": email}, Some(1), false)
             .await?
             .into_iter()
             .next())
@@ -228,7 +236,7 @@ impl CatalogStore for MongoCatalog {
             Some(y) => doc! {"year_registered": f64::from(y)},
             None => doc! {},
         };
-        self.find_patrons(filter, limit.map(i64::from)).await
+        self.find_patrons(filter, limit.map(i64::from), true).await
     }
 
     async fn patrons_by_emails(
@@ -239,7 +247,7 @@ impl CatalogStore for MongoCatalog {
             return Ok(HashMap::new());
         }
         let found = self
-            .find_patrons(doc! {"email": {"$in": emails}}, None)
+            .find_patrons(doc! {"email": {"$in": emails}}, None, false)
             .await?;
         Ok(found
             .into_iter()
@@ -251,19 +259,23 @@ impl CatalogStore for MongoCatalog {
         let Ok(oid) = ObjectId::parse_str(id) else {
             return Ok(None);
         };
-        Ok(self.find_books(doc! {"_id": oid}).await?.into_iter().next())
+        Ok(self
+            .find_books(doc! {"_id": oid}, false)
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn book_by_isbn(&self, isbn13: &str) -> Result<Option<Book>, StoreError> {
         Ok(self
-            .find_books(doc! {"isbn_13": isbn13})
+            .find_books(doc! {"isbn_13": isbn13}, false)
             .await?
             .into_iter()
             .next())
     }
 
     async fn books(&self) -> Result<Vec<Book>, StoreError> {
-        self.find_books(doc! {}).await
+        self.find_books(doc! {}, true).await
     }
 
     async fn books_by_upcs(&self, upcs: &[String]) -> Result<HashMap<String, Book>, StoreError> {
@@ -271,7 +283,7 @@ impl CatalogStore for MongoCatalog {
             return Ok(HashMap::new());
         }
         let books = self
-            .find_books(doc! {"copies.libraryUPC": {"$in": upcs}})
+            .find_books(doc! {"copies.libraryUPC": {"$in": upcs}}, false)
             .await?;
         let mut by_upc = HashMap::new();
         for book in books {

@@ -222,3 +222,87 @@ mod snapshots {
         again.drop_database().await.unwrap();
     }
 }
+
+mod outage {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    /// A MongoDB-wire server of this test's own, on `port`.
+    fn server(port: u16) -> Child {
+        let bin = std::path::Path::new(testkit::services().var("MONGO_SERVER_BIN")).to_path_buf();
+        let dir = std::env::temp_dir().join(testkit::unique_name("mongo"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Command::new(bin)
+            .current_dir(dir)
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--storage-path",
+                ":memory:",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the MongoDB-wire server")
+    }
+
+    async fn until_up(catalog: &MongoCatalog) {
+        for _ in 0..300 {
+            if catalog.ping().await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("server never came up");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_server_gives_clear_errors_and_the_client_recovers() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut first = server(port);
+        let mut cfg = MongoConfig::new(&format!("mongodb://127.0.0.1:{port}"), "recovery");
+        cfg.server_selection_timeout = Duration::from_millis(500);
+        let catalog = loop {
+            // Connect once the server listens (bounded by the loop below).
+            match MongoCatalog::connect(&cfg).await {
+                Ok(c) => break c,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        until_up(&catalog).await;
+        assert!(catalog.books().await.unwrap().is_empty());
+
+        first.kill().unwrap();
+        first.wait().unwrap();
+        let err = catalog.books().await.unwrap_err();
+        assert!(
+            err.is_unavailable(),
+            "a stopped server is 'unavailable': {err:?}"
+        );
+
+        let mut second = server(port);
+        until_up(&catalog).await;
+        catalog
+            .insert_demo(
+                &demo_data::patrons(),
+                &demo_data::books(),
+                demo_data::has_postal_code,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            catalog.books().await.unwrap().len(),
+            10,
+            "the same client works again"
+        );
+        second.kill().unwrap();
+        second.wait().unwrap();
+    }
+}

@@ -6,6 +6,11 @@ use clap::Parser;
 use gateway::config::{ConfigError, Settings};
 use gateway::startup::Application;
 
+/// mimalloc: glibc malloc was a fifth of the CPU profile under load (many small
+/// allocations per GraphQL response).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "Central Library GraphQL gateway (configuration: environment, see README)")]
 struct Args {
