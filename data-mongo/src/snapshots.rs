@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bson::{doc, Bson, DateTime as BsonDate, Document};
-use domain::{page_start, Checkout, SnapshotPage, SnapshotStore, StoreError};
+use domain::{page_range, page_start, Checkout, SnapshotPage, SnapshotStore, StoreError};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
@@ -115,7 +115,7 @@ impl SnapshotStore for MongoCatalog {
             .unwrap_or_default();
         let total = ids.len();
         let start = page_start(ids, after_id);
-        let count = limit.map_or(total - start, |n| (n as usize).min(total - start));
+        let count = page_range(start, limit, total).len();
         if count == 0 {
             return Ok(Some(SnapshotPage {
                 entries: Vec::new(),

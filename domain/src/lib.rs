@@ -11,7 +11,7 @@ mod time;
 pub use catalog::{Book, BookCondition, BookCopy, Patron};
 pub use checkout::{Checkout, CheckoutEvent, EventKind};
 pub use store::{
-    page_start, CatalogStore, CheckoutError, CheckoutFilter, CheckoutStore, Outbox, OutboxEvent,
-    SnapshotPage, SnapshotStore, Sort, SortField, StoreError, StoreErrorKind,
+    page_range, page_start, CatalogStore, CheckoutError, CheckoutFilter, CheckoutStore, Outbox,
+    OutboxEvent, SnapshotPage, SnapshotStore, Sort, SortField, StoreError, StoreErrorKind,
 };
 pub use time::{format_iso_millis, parse_iso};

@@ -218,6 +218,14 @@ pub trait SnapshotStore: Send + Sync {
     ) -> Result<Option<SnapshotPage>, StoreError>;
 }
 
+/// The entries a page holds: from `start`, at most `limit` (all when `None`), within
+/// `total`.
+pub fn page_range(start: usize, limit: Option<u32>, total: usize) -> std::ops::Range<usize> {
+    let start = start.min(total);
+    let end = limit.map_or(total, |n| start.saturating_add(n as usize).min(total));
+    start..end
+}
+
 /// Where a page starts: just after `after_id`, or at 0; `ids.len()` if not found.
 pub fn page_start(ids: impl IntoIterator<Item = i32>, after_id: Option<i32>) -> usize {
     let Some(after) = after_id else { return 0 };

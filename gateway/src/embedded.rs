@@ -302,9 +302,9 @@ impl SnapshotStore for MemorySnapshots {
             return Ok(None);
         }
         let start = domain::page_start(rows.iter().map(|c| c.id), after_id);
-        let end = limit.map_or(rows.len(), |n| (start + n as usize).min(rows.len()));
+        let range = domain::page_range(start, limit, rows.len());
         Ok(Some(SnapshotPage {
-            entries: rows[start..end].to_vec(),
+            entries: rows[range].to_vec(),
             start,
             total: rows.len(),
         }))

@@ -200,11 +200,21 @@ fn status_of(url: &str) -> u16 {
         .unwrap_or(0)
 }
 
-#[test]
-fn a_request_in_flight_at_sigterm_completes_and_the_exit_is_clean() {
+/// A gateway with one authenticated request held in flight: the request reached the
+/// gateway, which waits for the verification key that the key server holds back
+/// (the background refresher asked for it at startup).
+struct InFlight {
+    gw: Gateway,
+    keys: SlowKeyServer,
+    request: std::thread::JoinHandle<reqwest::Result<(u16, String)>>,
+}
+
+fn with_request_in_flight(env: &[(&str, String)]) -> InFlight {
     let issuer = issuer();
     let keys = slow_key_server(issuer.public_pem().to_string());
-    let mut gw = Gateway::start(&[("PUBLIC_JWT_KEY_URL", keys.url.clone())]);
+    let mut all = vec![("PUBLIC_JWT_KEY_URL", keys.url.clone())];
+    all.extend(env.iter().cloned());
+    let mut gw = Gateway::start(&all);
     let url = gw.url("/graphql");
     let t = token(&issuer, "user3");
     let request = std::thread::spawn(move || {
@@ -216,13 +226,20 @@ fn a_request_in_flight_at_sigterm_completes_and_the_exit_is_clean() {
             .send()
             .map(|r| (r.status().as_u16(), r.text().unwrap_or_default()))
     });
-    // The request is in flight: it is waiting for the key.
-    // In flight: the request reached the gateway, which waits for the key (held by
-    // the key server; the background refresher asked for it at startup).
     keys.arrived
         .recv_timeout(Duration::from_secs(30))
         .expect("key fetch");
     gw.wait_for_request("/graphql");
+    InFlight { gw, keys, request }
+}
+
+#[test]
+fn a_request_in_flight_at_sigterm_completes_and_the_exit_is_clean() {
+    let InFlight {
+        mut gw,
+        keys,
+        request,
+    } = with_request_in_flight(&[]);
     gw.signal(Signal::SIGTERM);
     gw.wait_for_line("shutdown started");
     keys.release.send(()).unwrap();
@@ -319,27 +336,7 @@ fn an_idle_stop_exits_zero() {
 
 #[test]
 fn a_drain_past_the_deadline_exits_one_naming_what_did_not_finish() {
-    let issuer = issuer();
-    let keys = slow_key_server(issuer.public_pem().to_string());
-    let mut gw = Gateway::start(&[
-        ("PUBLIC_JWT_KEY_URL", keys.url.clone()),
-        ("SHUTDOWN_TIMEOUT", "1".into()),
-    ]);
-    let url = gw.url("/graphql");
-    let t = token(&issuer, "user3");
-    let _request = std::thread::spawn(move || {
-        reqwest::blocking::Client::new()
-            .post(url)
-            .bearer_auth(t)
-            .json(&serde_json::json!({"query": "{ books { title } }"}))
-            .send()
-    });
-    // In flight: the request reached the gateway, which waits for the key (held by
-    // the key server; the background refresher asked for it at startup).
-    keys.arrived
-        .recv_timeout(Duration::from_secs(30))
-        .expect("key fetch");
-    gw.wait_for_request("/graphql");
+    let InFlight { mut gw, keys, .. } = with_request_in_flight(&[("SHUTDOWN_TIMEOUT", "1".into())]);
     gw.signal(Signal::SIGTERM);
     assert_eq!(gw.exit_code(), 1, "{}", gw.log());
     let log = gw.log();
@@ -347,35 +344,18 @@ fn a_drain_past_the_deadline_exits_one_naming_what_did_not_finish() {
         log.contains("forced exit") && log.contains("http-server"),
         "{log}"
     );
-    drop(keys.release);
+    drop(keys);
 }
 
 #[test]
 fn a_second_signal_exits_at_once() {
-    let issuer = issuer();
-    let keys = slow_key_server(issuer.public_pem().to_string());
-    let mut gw = Gateway::start(&[("PUBLIC_JWT_KEY_URL", keys.url.clone())]);
-    let url = gw.url("/graphql");
-    let t = token(&issuer, "user3");
-    let _request = std::thread::spawn(move || {
-        reqwest::blocking::Client::new()
-            .post(url)
-            .bearer_auth(t)
-            .json(&serde_json::json!({"query": "{ books { title } }"}))
-            .send()
-    });
-    // In flight: the request reached the gateway, which waits for the key (held by
-    // the key server; the background refresher asked for it at startup).
-    keys.arrived
-        .recv_timeout(Duration::from_secs(30))
-        .expect("key fetch");
-    gw.wait_for_request("/graphql");
+    let InFlight { mut gw, keys, .. } = with_request_in_flight(&[]);
     gw.signal(Signal::SIGTERM);
     gw.wait_for_line("shutdown started");
     gw.signal(Signal::SIGINT);
     assert_eq!(gw.exit_code(), 1, "{}", gw.log());
     assert!(gw.log().contains("second signal"));
-    drop(keys.release);
+    drop(keys);
 }
 
 #[test]

@@ -73,24 +73,35 @@ async fn trigger_until_seen(app: &TestApp, ws: &mut Ws, upc: &str, data_type: &s
 
 const SUBSCRIPTION: &str = "subscription { checkoutStatusUpdate { id assetUpc userEmail checkinDate eventId patron { firstName } } }";
 
-async fn graphql_transport_ws_delivers_events(app: &TestApp) {
-    let mut ws = connect(app, "graphql-transport-ws").await;
-    let token = app.token("user3").await;
+/// Connects with `protocol`, sends `connection_init` with `payload`, expects the ack,
+/// then starts `SUBSCRIPTION` with the protocol's `start_type` message.
+async fn subscribed(app: &TestApp, protocol: &str, payload: Value, start_type: &str) -> Ws {
+    let mut ws = connect(app, protocol).await;
     send(
         &mut ws,
-        json!({"type": "connection_init", "payload": {"authToken": token}}),
+        json!({"type": "connection_init", "payload": payload}),
     )
     .await;
-    assert_eq!(
-        next(&mut ws, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .unwrap()["type"],
-        "connection_ack"
-    );
+    let ack = next(&mut ws, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
     send(
         &mut ws,
-        json!({"id": "1", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}),
+        json!({"id": "1", "type": start_type, "payload": {"query": SUBSCRIPTION}}),
+    )
+    .await;
+    ws
+}
+
+async fn graphql_transport_ws_delivers_events(app: &TestApp) {
+    let token = app.token("user3").await;
+    let mut ws = subscribed(
+        app,
+        "graphql-transport-ws",
+        json!({"authToken": token}),
+        "subscribe",
     )
     .await;
     let event = trigger_until_seen(app, &mut ws, "9000000030", "next").await;
@@ -101,25 +112,9 @@ async fn graphql_transport_ws_delivers_events(app: &TestApp) {
 contract!(graphql_transport_ws_delivers_events);
 
 async fn legacy_graphql_ws_delivers_events(app: &TestApp) {
-    let mut ws = connect(app, "graphql-ws").await;
     let token = app.token("user3").await;
-    send(
-        &mut ws,
-        json!({"type": "connection_init", "payload": {"Authorization": format!("Bearer {token}")}}),
-    )
-    .await;
-    assert_eq!(
-        next(&mut ws, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .unwrap()["type"],
-        "connection_ack"
-    );
-    send(
-        &mut ws,
-        json!({"id": "1", "type": "start", "payload": {"query": SUBSCRIPTION}}),
-    )
-    .await;
+    let payload = json!({"Authorization": format!("Bearer {token}")});
+    let mut ws = subscribed(app, "graphql-ws", payload, "start").await;
     let event = trigger_until_seen(app, &mut ws, "9000000031", "data").await;
     assert!(event["eventId"].is_string());
 }
@@ -149,20 +144,7 @@ async fn bad_tokens_and_anonymous_subscribers_are_refused(app: &TestApp) {
         .unwrap();
     assert_eq!(msg["type"], "connection_error");
 
-    let mut anon = connect(app, "graphql-transport-ws").await;
-    send(&mut anon, json!({"type": "connection_init", "payload": {}})).await;
-    assert_eq!(
-        next(&mut anon, Duration::from_secs(10))
-            .await
-            .unwrap()
-            .unwrap()["type"],
-        "connection_ack"
-    );
-    send(
-        &mut anon,
-        json!({"id": "7", "type": "subscribe", "payload": {"query": SUBSCRIPTION}}),
-    )
-    .await;
+    let mut anon = subscribed(app, "graphql-transport-ws", json!({}), "subscribe").await;
     let refused = next(&mut anon, Duration::from_secs(10))
         .await
         .unwrap()
