@@ -108,6 +108,8 @@ struct Inner {
     /// Held while fetching: concurrent misses wait for one fetch, not start their own.
     fetching: Mutex<Option<Instant>>,
     last_kid_refresh: Mutex<Option<Instant>>,
+    /// Bumped on every successful fetch: caches of verified tokens compare it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 /// The cached key source. Cheap to clone; the background refresher stops when the
@@ -133,6 +135,7 @@ impl KeySource {
                 cache: RwLock::new(None),
                 fetching: Mutex::new(None),
                 last_kid_refresh: Mutex::new(None),
+                generation: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -234,7 +237,17 @@ impl KeySource {
             fetched_at: Instant::now(),
         });
         *fetching = Some(Instant::now());
+        self.inner
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(keys)
+    }
+
+    /// Changes whenever new keys were fetched (a rotation may have removed one).
+    pub(crate) fn generation(&self) -> u64 {
+        self.inner
+            .generation
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     async fn refresh(&self) -> Result<(), BoxError> {

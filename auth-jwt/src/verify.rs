@@ -43,7 +43,8 @@ impl Default for VerifierConfig {
 pub struct Verifier {
     keys: KeySource,
     config: VerifierConfig,
-    verified: moka::sync::Cache<String, (CurrentUser, i64)>,
+    /// token -> (user, exp + leeway, key generation it was verified under).
+    verified: moka::sync::Cache<String, (CurrentUser, i64, u64)>,
 }
 
 /// How long a verified token is trusted without checking its signature again.
@@ -55,7 +56,10 @@ const VERIFIED_CAPACITY: u64 = 10_000;
 #[derive(Deserialize)]
 struct Claims {
     sub: Subject,
-    exp: i64,
+    /// Required; optional here so a missing one is reported by the validation
+    /// (`BadClaims`), not as an unreadable token.
+    #[serde(default)]
+    exp: Option<i64>,
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
@@ -104,18 +108,23 @@ impl Verifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
-        if let Some((user, exp)) = self.verified.get(token) {
-            if chrono::Utc::now().timestamp() < exp {
-                return Ok(user);
+        if let Some((user, exp, generation)) = self.verified.get(token) {
+            // New keys since: verify again (the signing key may have been rotated out).
+            if generation == self.keys.generation() {
+                if chrono::Utc::now().timestamp() < exp {
+                    return Ok(user);
+                }
+                self.verified.invalidate(token);
+                return Err(AuthError::Expired);
             }
             self.verified.invalidate(token);
-            return Err(AuthError::Expired);
         }
+        let generation = self.keys.generation();
         let (user, exp) = self.verify_uncached(token).await?;
         let leeway = self.config.leeway.as_secs() as i64;
         self.verified.insert(
             token.to_string(),
-            (user.clone(), exp.saturating_add(leeway)),
+            (user.clone(), exp.saturating_add(leeway), generation),
         );
         Ok(user)
     }
@@ -190,6 +199,7 @@ impl Verifier {
             username: claims.username,
             roles,
         };
-        Ok((user, claims.exp))
+        let exp = claims.exp.ok_or(AuthError::BadClaims)?;
+        Ok((user, exp))
     }
 }

@@ -477,3 +477,26 @@ async fn the_refresher_fetches_again_before_expiry_without_any_request() {
         "the refresher outlived its owner: {after_drop} -> {later}"
     );
 }
+
+#[tokio::test]
+async fn a_cached_verification_never_outlives_the_token() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let config = VerifierConfig {
+        leeway: Duration::ZERO,
+        ..VerifierConfig::default()
+    };
+    let verifier = Verifier::new(
+        KeySource::new(KeySourceConfig::new(&server.url)).unwrap(),
+        config,
+    );
+    let t = forge(
+        issuer_a(),
+        Header::new(Algorithm::RS256),
+        json!({"sub": "1", "exp": now() + 1}),
+    );
+    assert!(verifier.verify(&t).await.is_ok());
+    assert!(verifier.verify(&t).await.is_ok(), "served from the cache");
+    // Real time must pass for `exp` to pass.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(matches!(verifier.verify(&t).await, Err(AuthError::Expired)));
+}
