@@ -24,6 +24,9 @@ pub enum Error {
     Command(#[source] mongodb::error::Error),
 }
 
+/// How long close waits for open cursors and sessions before closing anyway.
+const GRACEFUL_CLOSE: Duration = Duration::from_secs(3);
+
 /// The catalog connector; a `Closeable`.
 pub struct MongoCatalog {
     client: Client,
@@ -303,10 +306,18 @@ impl shutdown::Closeable for MongoCatalog {
         "mongodb-client"
     }
 
-    /// Waits for operations in flight, then ends sessions and closes connections.
-    /// The coordinator bounds it; past that bound the process exits regardless.
+    /// Waits for operations in flight (at most `GRACEFUL_CLOSE`), then ends sessions
+    /// and closes connections; live cursors or sessions past that bound are dropped.
     async fn close(&self) -> Result<(), shutdown::BoxError> {
-        self.client.clone().shutdown().await;
+        let graceful = self.client.clone().shutdown();
+        if tokio::time::timeout(GRACEFUL_CLOSE, graceful)
+            .await
+            .is_err()
+        {
+            // A cursor or session still alive would keep a graceful shutdown waiting.
+            tracing::warn!("mongodb: operations still open; closing immediately");
+            self.client.clone().shutdown().immediate(true).await;
+        }
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use async_graphql::http::{WebSocket, WebSocketProtocols as Protocols, WsMessage};
 use async_graphql::Data;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -132,6 +132,12 @@ async fn serve(
     loop {
         tokio::select! {
             () = going_away.cancelled() => {
+                // Deliver what is already pending, then say goodbye.
+                while let Some(Some(WsMessage::Text(text))) = graphql.next().now_or_never() {
+                    if session.text(text).await.is_err() {
+                        return;
+                    }
+                }
                 let _ = session
                     .close(Some(CloseReason {
                         code: CloseCode::Away,
