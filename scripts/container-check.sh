@@ -69,8 +69,8 @@ if ! podman image exists gcr.io/distroless/cc-debian12:nonroot; then
   podman cp "$cid:/" "$d/full" >/dev/null 2>&1 || { mkdir -p "$d/full"; podman export "$cid" | tar -C "$d/full" -x; }
   podman rm "$cid" >/dev/null
   (cd "$d/full" && tar -c \
-    lib64/ld-linux-x86-64.so.2 \
     usr/lib64 \
+    usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 \
     usr/lib/x86_64-linux-gnu/libc.so.6 usr/lib/x86_64-linux-gnu/libm.so.6 \
     usr/lib/x86_64-linux-gnu/libgcc_s.so.1 usr/lib/x86_64-linux-gnu/libstdc++.so.6* \
     usr/lib/x86_64-linux-gnu/libssl.so.3 usr/lib/x86_64-linux-gnu/libcrypto.so.3 \
@@ -78,7 +78,9 @@ if ! podman image exists gcr.io/distroless/cc-debian12:nonroot; then
     usr/lib/x86_64-linux-gnu/librt.so.1 \
     etc/ssl/certs/ca-certificates.crt usr/share/zoneinfo etc/nsswitch.conf 2>/dev/null) \
     | tar -C "$d/root" -x
+  # Merged /usr, as in Debian 12: /lib and /lib64 point into /usr.
   ln -sf usr/lib "$d/root/lib"
+  ln -sf usr/lib64 "$d/root/lib64"
   mkdir -p "$d/root/etc" "$d/root/tmp" "$d/root/home/nonroot"
   chmod 1777 "$d/root/tmp"
   printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$d/root/etc/passwd"
