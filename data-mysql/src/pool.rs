@@ -153,14 +153,16 @@ impl MysqlPool {
     pub(crate) async fn close(&self) -> Result<(), StoreError> {
         self.closed.store(true, Ordering::Release);
         let deadline = tokio::time::Instant::now() + self.config.drain_timeout;
+        let mut abandoned = 0;
         loop {
             let released = self.tracker.released.notified();
             if self.tracker.in_use.load(Ordering::Acquire) == 0 {
                 break;
             }
             if tokio::time::timeout_at(deadline, released).await.is_err() {
+                abandoned = self.tracker.in_use.load(Ordering::Acquire);
                 tracing::warn!(
-                    in_use = self.tracker.in_use.load(Ordering::Acquire),
+                    in_use = abandoned,
                     "mysql: closing with queries still in flight"
                 );
                 break;
@@ -168,9 +170,18 @@ impl MysqlPool {
         }
         // Connections go back to `source` as bb8 drops them; then quit them all.
         drop(lock(&self.pool).take());
-        match tokio::time::timeout_at(deadline, self.source.clone().disconnect()).await {
-            Ok(result) => result.map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e)),
-            Err(_) => Err(StoreError::bare(StoreErrorKind::Unavailable)),
+        let quit = tokio::time::timeout_at(deadline, self.source.clone().disconnect()).await;
+        match quit {
+            Ok(Ok(())) if abandoned == 0 => Ok(()),
+            Ok(Ok(())) => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                format!("{abandoned} queries were still running at the drain timeout"),
+            )),
+            Ok(Err(e)) => Err(StoreError::new(StoreErrorKind::Unavailable, e)),
+            Err(_) => Err(StoreError::new(
+                StoreErrorKind::Unavailable,
+                "the server did not acknowledge the connections' quit in time",
+            )),
         }
     }
 }

@@ -295,16 +295,21 @@ async fn checkout_and_checkin_write_row_and_event_together() {
     assert_eq!(left, events[1..]);
 }
 
-async fn aborted_clients() -> u64 {
-    use mysql_async::prelude::Queryable;
+/// The harness's server, no database selected (for admin statements).
+fn server_url() -> String {
     let s = testkit::services();
-    let url = format!(
+    format!(
         "mysql://{}:{}@{}:{}",
         s.var("MYSQL_USER"),
         s.var("MYSQL_PASSWORD"),
         s.var("MYSQL_HOST"),
         s.var("MYSQL_PORT")
-    );
+    )
+}
+
+async fn aborted_clients() -> u64 {
+    use mysql_async::prelude::Queryable;
+    let url = server_url();
     let mut conn = mysql_async::Conn::from_url(url).await.unwrap();
     let row: Option<(String, u64)> = conn
         .query_first("SHOW GLOBAL STATUS LIKE 'Aborted_clients'")
@@ -340,14 +345,7 @@ async fn pool_recovers_after_its_connections_are_killed() {
     let db = TestDb::new().await;
     let store = db.demo_store().await;
     assert_eq!(store.list(&all(), None, Some(1)).await.unwrap().len(), 1);
-    let s = testkit::services();
-    let url = format!(
-        "mysql://{}:{}@{}:{}",
-        s.var("MYSQL_USER"),
-        s.var("MYSQL_PASSWORD"),
-        s.var("MYSQL_HOST"),
-        s.var("MYSQL_PORT")
-    );
+    let url = server_url();
     let mut admin = mysql_async::Conn::from_url(url).await.unwrap();
     let ids: Vec<u64> = admin
         .exec(
@@ -386,4 +384,126 @@ async fn a_server_that_is_down_is_a_typed_error() {
         !format!("{err:?}").contains("graphqlpw"),
         "no password in errors"
     );
+}
+
+#[tokio::test]
+async fn close_lets_the_query_in_flight_finish() {
+    use mysql_async::prelude::Queryable;
+    let db = TestDb::new().await;
+    let store = Arc::new(db.demo_store().await);
+    let mut admin = mysql_async::Conn::from_url(format!("{}/{}", server_url(), db.config.database))
+        .await
+        .unwrap();
+    admin
+        .query_drop("LOCK TABLES checkouts WRITE")
+        .await
+        .unwrap();
+    let in_flight = {
+        let s = Arc::clone(&store);
+        tokio::spawn(async move { s.list(&all(), None, Some(5)).await })
+    };
+    // Wait (by polling the server, not by sleeping a guess) until the query is
+    // blocked on the table lock, i.e. truly in flight.
+    loop {
+        let waiting: Option<u64> = admin
+            .exec_first(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                 WHERE DB = ? AND ID <> CONNECTION_ID() AND STATE LIKE '%metadata lock%'",
+                (db.config.database.clone(),),
+            )
+            .await
+            .unwrap();
+        if waiting == Some(1) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let closing = {
+        let s = Arc::clone(&store);
+        tokio::spawn(async move { s.close().await })
+    };
+    // Close has begun once new work is refused (a ping needs no table lock); only
+    // then is the lock released.
+    while store.ping().await.is_ok() {
+        tokio::task::yield_now().await;
+    }
+    admin.query_drop("UNLOCK TABLES").await.unwrap();
+    admin.disconnect().await.unwrap();
+    let rows = in_flight
+        .await
+        .unwrap()
+        .expect("the query in flight completes");
+    assert_eq!(rows.len(), 5);
+    closing
+        .await
+        .unwrap()
+        .expect("a clean close after the drain");
+}
+
+#[tokio::test]
+async fn close_is_bounded_when_the_server_hangs() {
+    let db = TestDb::new().await;
+    let target: std::net::SocketAddr = format!("{}:{}", db.config.host, db.config.port)
+        .parse()
+        .expect("the harness's MySQL host is an IP address");
+    let proxy = testkit::FreezableProxy::start(target).await;
+    let mut config = db.config.clone();
+    config.host = proxy.addr().ip().to_string();
+    config.port = proxy.addr().port();
+    config.drain_timeout = std::time::Duration::from_secs(1);
+    config.prefer_socket = false; // through the proxy, not around it
+    let store = Arc::new(MysqlCheckouts::connect(&config).await.expect("connect"));
+    store
+        .list(&all(), None, Some(1))
+        .await
+        .expect("a pooled connection");
+
+    proxy.freeze();
+    let stuck = {
+        let s = Arc::clone(&store);
+        tokio::spawn(async move { s.list(&all(), None, Some(1)).await })
+    };
+    // In flight once it took the pool's idle connection (polled, not slept on).
+    while store.pool_state().1 > 0 {
+        tokio::task::yield_now().await;
+    }
+    // The guard only detects a hang; the bound under test is the 1 s drain timeout.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(60), store.close())
+        .await
+        .expect("close returned although the server hangs");
+    let err = closed.expect_err("a close that abandoned a query says so");
+    let err = err
+        .downcast_ref::<domain::StoreError>()
+        .expect("a typed store error");
+    assert_eq!(err.kind(), domain::StoreErrorKind::Unavailable);
+
+    drop(proxy); // the server "comes back" as closed sockets
+    let stuck = stuck.await.expect("no panic");
+    assert!(
+        stuck.is_err(),
+        "the hung query ends with an error, not a hang"
+    );
+}
+
+#[tokio::test]
+async fn close_with_idle_connections_to_a_hung_server_is_bounded() {
+    let db = TestDb::new().await;
+    let target: std::net::SocketAddr = format!("{}:{}", db.config.host, db.config.port)
+        .parse()
+        .expect("the harness's MySQL host is an IP address");
+    let proxy = testkit::FreezableProxy::start(target).await;
+    let mut config = db.config.clone();
+    config.host = proxy.addr().ip().to_string();
+    config.port = proxy.addr().port();
+    config.drain_timeout = std::time::Duration::from_secs(1);
+    config.prefer_socket = false; // through the proxy, not around it
+    let store = MysqlCheckouts::connect(&config).await.expect("connect");
+    store
+        .list(&all(), None, Some(1))
+        .await
+        .expect("a pooled connection");
+    proxy.freeze();
+    // Quitting needs the server; the bound holds when it never answers.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(60), store.close()).await;
+    assert!(closed.is_ok(), "close returned although the server hangs");
 }

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod proxy;
+pub use proxy::FreezableProxy;
+
 /// The variables of the harness's env file (SPEC section 6 names).
 #[derive(Debug, Clone)]
 pub struct Services {
