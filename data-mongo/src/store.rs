@@ -47,6 +47,12 @@ pub(crate) fn store_error(e: mongodb::error::Error) -> StoreError {
 }
 
 impl MongoCatalog {
+    /// The underlying database handle, for tools and tests that need a raw command
+    /// (everything the gateway needs goes through the store traits).
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
     /// Builds the client (it connects lazily) and ensures the indexes. Fails when
     /// the server cannot be reached within the selection timeout.
     pub async fn connect(config: &MongoConfig) -> Result<Self, Error> {

@@ -116,6 +116,31 @@ async fn close_ends_the_client_and_later_calls_fail_cleanly() {
 }
 
 #[tokio::test]
+async fn close_does_not_hang_on_a_live_cursor() {
+    use shutdown::Closeable;
+    let c = demo().await;
+    let mut cursor = c
+        .database()
+        .collection::<mongodb::bson::Document>("patrons")
+        .find(mongodb::bson::doc! {})
+        .batch_size(2)
+        .await
+        .expect("find");
+    assert!(
+        cursor.advance().await.expect("first batch"),
+        "a live cursor"
+    );
+    c.drop_database().await.unwrap();
+    // A graceful driver shutdown waits for every cursor to be dropped; this one is
+    // held until after close returns. The guard only detects a hang.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(60), c.close())
+        .await
+        .expect("close returned although a cursor was still alive");
+    closed.expect("the fallback to an immediate shutdown is a clean close");
+    drop(cursor);
+}
+
+#[tokio::test]
 async fn a_server_that_is_down_is_a_typed_error() {
     let mut cfg = MongoConfig::new("mongodb://127.0.0.1:9", "x");
     cfg.server_selection_timeout = std::time::Duration::from_millis(300);
