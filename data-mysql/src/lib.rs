@@ -6,6 +6,7 @@
 
 mod config;
 mod error;
+mod lease;
 mod migrate;
 mod outbox;
 mod pool;

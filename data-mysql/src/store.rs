@@ -13,6 +13,7 @@ use domain::{
 };
 
 use crate::error::query_error;
+use crate::lease::RelayLease;
 use crate::outbox;
 use crate::pool::MysqlPool;
 use crate::schema::checkouts::{self, dsl};
@@ -21,6 +22,8 @@ use crate::{migrate, seed, Error, MysqlConfig};
 /// The checkouts connector. Cheap to share behind an `Arc`; a `Closeable`.
 pub struct MysqlCheckouts {
     pool: MysqlPool,
+    lease: RelayLease,
+    drain_timeout: std::time::Duration,
 }
 
 #[derive(Queryable, Selectable)]
@@ -55,6 +58,8 @@ impl MysqlCheckouts {
         }
         Ok(MysqlCheckouts {
             pool: MysqlPool::connect(config).await?,
+            lease: RelayLease::new(config)?,
+            drain_timeout: config.drain_timeout,
         })
     }
 
@@ -368,6 +373,14 @@ impl Outbox for MysqlCheckouts {
             .map(drop)
             .map_err(query_error)
     }
+
+    async fn hold_lease(&self) -> Result<bool, StoreError> {
+        self.lease.hold().await
+    }
+
+    async fn release_lease(&self) {
+        self.lease.release().await;
+    }
 }
 
 #[async_trait]
@@ -376,7 +389,14 @@ impl shutdown::Closeable for MysqlCheckouts {
         "mysql-pool"
     }
 
+    /// Frees the relay lease (if the relay has not), then drains and closes the pool.
     async fn close(&self) -> Result<(), shutdown::BoxError> {
+        if tokio::time::timeout(self.drain_timeout, self.lease.release())
+            .await
+            .is_err()
+        {
+            tracing::warn!("mysql: the relay lease's connection did not quit in time");
+        }
         self.pool.close().await.map_err(Into::into)
     }
 }

@@ -45,6 +45,15 @@ impl EventKind {
             EventKind::Checkin => "checkin",
         }
     }
+
+    /// The kind a topic carries; `None` for any other topic.
+    pub fn from_topic(topic: &str) -> Option<Self> {
+        match topic {
+            "checkout" => Some(EventKind::Checkout),
+            "checkin" => Some(EventKind::Checkin),
+            _ => None,
+        }
+    }
 }
 
 /// The Kafka message value: the JSON of the CheckOut row, in the exact shape other

@@ -261,4 +261,10 @@ pub trait Outbox: Send + Sync {
     async fn unsent(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError>;
     /// Marks events sent once the broker acknowledged them.
     async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError>;
+    /// Takes the relay lease, or confirms it is still held: only its holder relays,
+    /// so several instances never publish one row twice and per-asset order holds.
+    /// `Ok(false)`: another instance holds it (try again later).
+    async fn hold_lease(&self) -> Result<bool, StoreError>;
+    /// Gives the lease up (on close), so a standby instance takes over at once.
+    async fn release_lease(&self);
 }

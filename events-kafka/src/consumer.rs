@@ -32,6 +32,53 @@ pub struct Delivered {
     pub partition: i32,
     /// Its offset.
     pub offset: i64,
+    /// The message timestamp (publication time, strictly increasing per relay), in
+    /// milliseconds since the epoch; 0 when the broker gave none.
+    pub timestamp_ms: i64,
+}
+
+impl Delivered {
+    /// Publication order: timestamp, then topic, partition and offset.
+    pub fn position(&self) -> (i64, &'static str, i32, i64) {
+        (
+            self.timestamp_ms,
+            self.kind.topic(),
+            self.partition,
+            self.offset,
+        )
+    }
+}
+
+/// A message of `checkout` or `checkin` as an event; `None` (logged) when it is
+/// from another topic or its value is unreadable.
+pub(crate) fn decode(message: &impl Message) -> Option<Delivered> {
+    let kind = EventKind::from_topic(message.topic())?;
+    let Some(event) = message
+        .payload()
+        .and_then(|p| serde_json::from_slice::<CheckoutEvent>(p).ok())
+    else {
+        tracing::warn!(
+            topic = message.topic(),
+            offset = message.offset(),
+            "skipping an unreadable event"
+        );
+        return None;
+    };
+    let event_id = message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == EVENT_ID_HEADER)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_string)
+    });
+    Some(Delivered {
+        event_id,
+        kind,
+        event,
+        partition: message.partition(),
+        offset: message.offset(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+    })
 }
 
 /// Subscribers this far behind are cut off (they get `Lagged`).
@@ -109,6 +156,17 @@ impl EventHub {
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Delivered>> {
         self.sender.subscribe()
     }
+
+    /// What followed event `after` on `kinds`' topics (see `replay`). Subscribe
+    /// first, then replay, then skip the live events the replay `covers`: nothing
+    /// is missed and nothing is seen twice.
+    pub async fn replay_after(
+        &self,
+        kinds: &[EventKind],
+        after: &str,
+    ) -> Result<crate::Replay, crate::ReplayError> {
+        crate::replay::replay_after(&self.config, kinds, after).await
+    }
 }
 
 async fn run(
@@ -130,30 +188,10 @@ async fn run(
                 continue;
             }
         };
-        let kind = match message.topic() {
-            "checkout" => EventKind::Checkout,
-            "checkin" => EventKind::Checkin,
-            _ => continue,
-        };
-        let Some(event) = message
-            .payload()
-            .and_then(|p| serde_json::from_slice::<CheckoutEvent>(p).ok())
-        else {
-            tracing::warn!(
-                topic = message.topic(),
-                offset = message.offset(),
-                "skipping an unreadable event"
-            );
+        let Some(delivered) = decode(&message) else {
             continue;
         };
-        let event_id = message.headers().and_then(|h| {
-            h.iter()
-                .find(|h| h.key == EVENT_ID_HEADER)
-                .and_then(|h| h.value)
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_string)
-        });
-        if let Some(id) = &event_id {
+        if let Some(id) = &delivered.event_id {
             if !seen_set.insert(id.clone()) {
                 continue; // a redelivery
             }
@@ -165,13 +203,7 @@ async fn run(
             }
         }
         // No subscriber is fine: live events are not stored here.
-        let _ = sender.send(Arc::new(Delivered {
-            event_id,
-            kind,
-            event,
-            partition: message.partition(),
-            offset: message.offset(),
-        }));
+        let _ = sender.send(Arc::new(delivered));
     }
 }
 

@@ -8,11 +8,13 @@ mod config;
 mod consumer;
 mod producer;
 mod relay;
+mod replay;
 
 pub use config::KafkaConfig;
 pub use consumer::{Delivered, EventHub};
 pub use producer::EventProducer;
 pub use relay::OutboxRelay;
+pub use replay::{Covered, Replay, ReplayError};
 
 /// The header carrying the unique event id.
 pub const EVENT_ID_HEADER: &str = "event-id";

@@ -35,23 +35,24 @@ impl EventProducer {
         })
     }
 
-    /// Publishes one event and waits for the broker's acknowledgement; returns its
-    /// partition and offset.
+    /// Publishes one event with its message timestamp (milliseconds since the epoch)
+    /// and waits for the broker's acknowledgement; returns its partition and offset.
     pub async fn publish(
         &self,
         topic: &str,
         key: &str,
         event_id: &str,
         payload: &str,
+        timestamp_ms: i64,
     ) -> Result<(i32, i64), Error> {
-        let record =
-            FutureRecord::to(topic)
-                .key(key)
-                .payload(payload)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: EVENT_ID_HEADER,
-                    value: Some(event_id),
-                }));
+        let record = FutureRecord::to(topic)
+            .key(key)
+            .payload(payload)
+            .timestamp(timestamp_ms)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: EVENT_ID_HEADER,
+                value: Some(event_id),
+            }));
         let delivery = self
             .producer
             .send(record, self.config.delivery_timeout)

@@ -2,7 +2,8 @@
 //! in outbox order, and marks them sent only after the broker acknowledged them. A
 //! broker outage stalls it (retrying with backoff) without losing or reordering
 //! anything; a crash between publish and mark re-publishes, and consumers drop the
-//! duplicate by event id.
+//! duplicate by event id. Only the instance holding the outbox's lease relays: the
+//! others stand by, so one row is never published twice by two instances.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// The running relay; a `Closeable`.
 pub struct OutboxRelay {
+    outbox: Arc<dyn Outbox>,
     kick: Arc<Notify>,
     stop: CancellationToken,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -34,8 +36,14 @@ impl OutboxRelay {
     pub fn spawn(outbox: Arc<dyn Outbox>, producer: Arc<EventProducer>) -> Self {
         let kick = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(outbox, producer, Arc::clone(&kick), stop.clone()));
+        let task = tokio::spawn(run(
+            Arc::clone(&outbox),
+            producer,
+            Arc::clone(&kick),
+            stop.clone(),
+        ));
         OutboxRelay {
+            outbox,
             kick,
             stop,
             task: Mutex::new(Some(task)),
@@ -60,8 +68,16 @@ async fn run(
     stop: CancellationToken,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut clock = PublishClock::default();
     loop {
-        match relay_once(&*outbox, &producer, &stop).await {
+        let round = match outbox.hold_lease().await {
+            Ok(true) => relay_once(&*outbox, &producer, &stop, &mut clock).await,
+            // Another instance relays; this one stands by and retries at the next
+            // poll or kick (taking over when the holder goes away).
+            Ok(false) => Ok(false),
+            Err(e) => Err(e.into()),
+        };
+        match round {
             Ok(true) => {
                 backoff = BACKOFF_MIN;
                 continue; // a full batch: there may be more
@@ -85,12 +101,29 @@ async fn run(
     }
 }
 
+/// Message timestamps that strictly increase across every topic and partition, so
+/// that (with one relay holding the lease) the broker's time index orders all events
+/// the way they were published: what `replay` relies on to resume after an event.
+#[derive(Default)]
+struct PublishClock {
+    last_ms: i64,
+}
+
+impl PublishClock {
+    fn next(&mut self) -> i64 {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.last_ms = now.max(self.last_ms + 1);
+        self.last_ms
+    }
+}
+
 /// Publishes one batch; `Ok(true)` when it was full. Stops between events (never
 /// mid-publish) when told to: what was published is marked sent first.
 async fn relay_once(
     outbox: &dyn Outbox,
     producer: &EventProducer,
     stop: &CancellationToken,
+    clock: &mut PublishClock,
 ) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
     let batch = outbox.unsent(BATCH).await?;
     let full = batch.len() == BATCH as usize;
@@ -101,7 +134,13 @@ async fn relay_once(
             break;
         }
         match producer
-            .publish(&event.topic, &event.key, &event.event_id, &event.payload)
+            .publish(
+                &event.topic,
+                &event.key,
+                &event.event_id,
+                &event.payload,
+                clock.next(),
+            )
             .await
         {
             Ok(_) => sent.push(event.seq),
@@ -125,12 +164,14 @@ impl shutdown::Closeable for OutboxRelay {
         "outbox-relay"
     }
 
-    /// Finishes the event in flight, marks what was sent, and stops.
+    /// Finishes the event in flight, marks what was sent, gives the lease up (a
+    /// standby instance takes over at once) and stops.
     async fn close(&self) -> Result<(), shutdown::BoxError> {
         self.stop.cancel();
         if let Some(task) = self.task.lock().await.take() {
             task.await?;
         }
+        self.outbox.release_lease().await;
         Ok(())
     }
 }

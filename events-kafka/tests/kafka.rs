@@ -39,6 +39,10 @@ async fn next_for(
     .expect("event delivered within 20 s")
 }
 
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 fn unique_upc() -> String {
     // 10 characters, like a real UPC, unique per test run.
     let n = testkit::unique_name("u");
@@ -56,7 +60,7 @@ async fn published_events_arrive_in_order_per_key_with_their_ids() {
     for i in 0..20 {
         let payload = serde_json::to_string(&event(i, &upc)).unwrap();
         producer
-            .publish("checkout", &upc, &format!("{upc}-{i}"), &payload)
+            .publish("checkout", &upc, &format!("{upc}-{i}"), &payload, now_ms())
             .await
             .expect("acknowledged");
     }
@@ -83,16 +87,16 @@ async fn two_hubs_each_see_every_event_and_duplicates_are_dropped() {
     let first = serde_json::to_string(&event(1, &upc)).unwrap();
     let second = serde_json::to_string(&event(2, &upc)).unwrap();
     producer
-        .publish("checkin", &upc, "dup-id", &first)
+        .publish("checkin", &upc, "dup-id", &first, now_ms())
         .await
         .unwrap();
     // A redelivery of the same event (at-least-once), then a new one.
     producer
-        .publish("checkin", &upc, "dup-id", &first)
+        .publish("checkin", &upc, "dup-id", &first, now_ms())
         .await
         .unwrap();
     producer
-        .publish("checkin", &upc, "next-id", &second)
+        .publish("checkin", &upc, "next-id", &second, now_ms())
         .await
         .unwrap();
     for rx in [&mut ra, &mut rb] {
@@ -108,6 +112,84 @@ async fn two_hubs_each_see_every_event_and_duplicates_are_dropped() {
     }
     a.close().await.unwrap();
     b.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_resumed_subscriber_gets_exactly_what_followed_its_last_event() {
+    let config = config();
+    let hub = EventHub::start(&config).await.unwrap();
+    let mut rx = hub.subscribe();
+    let producer = EventProducer::new(&config).unwrap();
+    let upc = unique_upc();
+    // Event ids as the outbox makes them (UUIDv7), across both topics.
+    let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let topics = ["checkout", "checkin", "checkout", "checkin"];
+    let mut ts = now_ms();
+    for (i, (id, topic)) in ids.iter().zip(topics).enumerate() {
+        let payload = serde_json::to_string(&event(i as i32, &upc)).unwrap();
+        ts += 1;
+        producer
+            .publish(topic, &upc, id, &payload, ts)
+            .await
+            .unwrap();
+    }
+    let mut live = Vec::new();
+    for _ in 0..4 {
+        live.push(next_for(&mut rx, &upc).await);
+    }
+
+    // A client saw ids[0] on `checkoutStatusUpdate` (both topics), then reconnected.
+    let both = [EventKind::Checkout, EventKind::Checkin];
+    let replay = hub.replay_after(&both, &ids[0]).await.expect("replay");
+    let replayed: Vec<_> = replay
+        .events
+        .iter()
+        .filter(|d| d.event.asset_upc == upc)
+        .map(|d| d.event_id.clone().unwrap())
+        .collect();
+    assert_eq!(replayed, ids[1..], "what followed, in publication order");
+    assert!(
+        live.iter().all(|d| replay.covered.covers(d)),
+        "live events the replay read are skipped"
+    );
+
+    // On `checkout` only, after ids[0]: ids[2].
+    let replay = hub
+        .replay_after(&[EventKind::Checkout], &ids[0])
+        .await
+        .unwrap();
+    let replayed: Vec<_> = replay
+        .events
+        .iter()
+        .filter(|d| d.event.asset_upc == upc)
+        .map(|d| d.event_id.clone().unwrap())
+        .collect();
+    assert_eq!(replayed, [ids[2].clone()]);
+
+    // A later event is not covered: it reaches the client live.
+    let payload = serde_json::to_string(&event(9, &upc)).unwrap();
+    let later = uuid::Uuid::now_v7().to_string();
+    producer
+        .publish("checkout", &upc, &later, &payload, ts + 1)
+        .await
+        .unwrap();
+    let d = next_for(&mut rx, &upc).await;
+    assert_eq!(d.event_id.as_deref(), Some(later.as_str()));
+    assert!(!replay.covered.covers(&d));
+
+    // Unknown, foreign and ancient ids are refused, not silently replayed from zero.
+    for bad in [
+        uuid::Uuid::now_v7().to_string(),
+        "not-an-id".to_string(),
+        "00000000-0000-7000-8000-000000000000".to_string(),
+    ] {
+        assert!(
+            hub.replay_after(&both, &bad).await.is_err(),
+            "{bad} was accepted"
+        );
+    }
+    producer.close().await.unwrap();
+    hub.close().await.unwrap();
 }
 
 #[tokio::test]

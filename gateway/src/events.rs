@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use domain::{Checkout, CheckoutEvent, EventKind};
-use events_kafka::{Delivered, EventHub};
+use events_kafka::{Covered, Delivered, EventHub, ReplayError};
 use tokio::sync::broadcast;
 
 /// A new subscriber's view: the events it missed (when resuming), then live ones.
@@ -14,6 +14,8 @@ pub struct Subscribed {
     pub missed: Vec<Arc<Delivered>>,
     /// Everything after.
     pub live: broadcast::Receiver<Arc<Delivered>>,
+    /// Live events the replay already accounts for, to skip (Kafka; else empty).
+    pub covered: Covered,
 }
 
 /// Why `after` could not be honoured.
@@ -22,9 +24,21 @@ pub enum ResumeError {
     /// The id is not in the retained history.
     #[error("unknown event id {0:?}: older than the retained history, or never seen")]
     Unknown(String),
-    /// This event source cannot replay yet.
-    #[error("resuming with `after` is not available with the Kafka event source yet")]
-    Unsupported,
+    /// The event log cannot be read now (broker down); the client may retry.
+    #[error("the event log cannot be read to resume; retry later")]
+    Unavailable,
+}
+
+impl From<ReplayError> for ResumeError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::NotAnEventId(id) | ReplayError::NotFound(id) => ResumeError::Unknown(id),
+            ReplayError::Kafka(inner) => {
+                tracing::warn!(error = %inner, "resume: event log unreadable");
+                ResumeError::Unavailable
+            }
+        }
+    }
 }
 
 /// The event source of this process.
@@ -37,16 +51,31 @@ pub enum EventFeed {
 }
 
 impl EventFeed {
-    /// Subscribes, replaying after `after` when given.
-    pub fn subscribe(&self, after: Option<&str>) -> Result<Subscribed, ResumeError> {
+    /// Subscribes to `kinds`, replaying what followed `after` when given.
+    pub async fn subscribe(
+        &self,
+        kinds: &[EventKind],
+        after: Option<&str>,
+    ) -> Result<Subscribed, ResumeError> {
         match self {
-            EventFeed::Kafka(hub) => match after {
-                None => Ok(Subscribed {
-                    missed: Vec::new(),
-                    live: hub.subscribe(),
-                }),
-                Some(_) => Err(ResumeError::Unsupported),
-            },
+            EventFeed::Kafka(hub) => {
+                // Live first, then the replay up to the log's current end: the two
+                // overlap (never gap), and `covers` drops the overlap.
+                let live = hub.subscribe();
+                let Some(after) = after else {
+                    return Ok(Subscribed {
+                        missed: Vec::new(),
+                        live,
+                        covered: Covered::default(),
+                    });
+                };
+                let replay = hub.replay_after(kinds, after).await?;
+                Ok(Subscribed {
+                    missed: replay.events,
+                    live,
+                    covered: replay.covered,
+                })
+            }
             EventFeed::Local(bus) => bus.subscribe(after),
         }
     }
@@ -87,6 +116,7 @@ impl LocalBus {
             event: CheckoutEvent::from(row),
             partition: 0,
             offset: *offset,
+            timestamp_ms: chrono::Utc::now().timestamp_millis(),
         });
         history.push_back(Arc::clone(&delivered));
         if history.len() > HISTORY {
@@ -109,7 +139,11 @@ impl LocalBus {
                 guard.0.iter().skip(position + 1).cloned().collect()
             }
         };
-        Ok(Subscribed { missed, live })
+        Ok(Subscribed {
+            missed,
+            live,
+            covered: Covered::default(),
+        })
     }
 }
 

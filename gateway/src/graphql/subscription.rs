@@ -10,22 +10,36 @@ use super::context::stores;
 use super::errors::coded;
 use super::guards::RoleGuard;
 use super::types::CheckOut;
-use crate::events::Subscribed;
+use crate::events::{ResumeError, Subscribed};
 
 /// The root subscription.
 pub struct SubscriptionRoot;
 
-fn stream_of(
+async fn stream_of(
     ctx: &Context<'_>,
     after: Option<ID>,
     kinds: &'static [EventKind],
 ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
-    let Subscribed { missed, live } = stores(ctx)?
+    let Subscribed {
+        missed,
+        live,
+        covered,
+    } = stores(ctx)?
         .events
-        .subscribe(after.as_ref().map(|id| id.as_str()))
-        .map_err(|e| coded(e.to_string(), "BAD_USER_INPUT"))?;
+        .subscribe(kinds, after.as_ref().map(|id| id.as_str()))
+        .await
+        .map_err(|e| {
+            let code = match e {
+                ResumeError::Unknown(_) => "BAD_USER_INPUT",
+                ResumeError::Unavailable => "SERVICE_UNAVAILABLE",
+            };
+            coded(e.to_string(), code)
+        })?;
+    let live = tokio_stream_from(live).filter(move |item| {
+        let fresh = !matches!(item, Ok(d) if covered.covers(d));
+        async move { fresh }
+    });
     let missed = futures::stream::iter(missed.into_iter().map(Ok));
-    let live = tokio_stream_from(live);
     Ok(missed.chain(live).filter_map(move |item| async move {
         match item {
             Ok(d) if kinds.contains(&d.kind) => {
@@ -73,7 +87,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         after: Option<ID>,
     ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
-        stream_of(ctx, after, BOTH)
+        stream_of(ctx, after, BOTH).await
     }
 
     /// USER. Topic `checkout`.
@@ -83,7 +97,7 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         after: Option<ID>,
     ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
-        stream_of(ctx, after, CHECKOUT)
+        stream_of(ctx, after, CHECKOUT).await
     }
 
     /// USER. Topic `checkin`.
@@ -93,6 +107,6 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         after: Option<ID>,
     ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
-        stream_of(ctx, after, CHECKIN)
+        stream_of(ctx, after, CHECKIN).await
     }
 }

@@ -158,3 +158,105 @@ async fn bad_tokens_and_anonymous_subscribers_are_refused(app: &TestApp) {
     assert_eq!(refused["payload"]["data"], Value::Null);
 }
 contract!(bad_tokens_and_anonymous_subscribers_are_refused);
+
+/// A graphql-transport-ws subscription to `query` with `variables`.
+async fn subscribe_to(app: &TestApp, query: &str, variables: Value) -> Ws {
+    let token = app.token("user3").await;
+    let mut ws = connect(app, "graphql-transport-ws").await;
+    send(
+        &mut ws,
+        json!({"type": "connection_init", "payload": {"authToken": token}}),
+    )
+    .await;
+    let ack = next(&mut ws, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}),
+    )
+    .await;
+    ws
+}
+
+/// The next `n` events on copy `upc` (other tests' events skipped); bounded.
+async fn events_for(ws: &mut Ws, upc: &str, n: usize) -> Vec<Value> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let msg = next(ws, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|| panic!("only {} of {n} events arrived", got.len()))
+            .expect("socket open");
+        assert_eq!(msg["type"], "next", "{msg}");
+        let event = &msg["payload"]["data"]["checkoutStatusUpdate"];
+        if event["assetUpc"] == upc {
+            got.push(event.clone());
+        }
+    }
+    got
+}
+
+async fn a_client_resuming_after_its_last_event_misses_nothing(app: &TestApp) {
+    let upc = "9000000032";
+    let token = app.token("user3").await;
+    let mut ws = subscribed(
+        app,
+        "graphql-transport-ws",
+        json!({"authToken": token}),
+        "subscribe",
+    )
+    .await;
+    let seen = trigger_until_seen(app, &mut ws, upc, "next").await;
+    let last_seen = seen["eventId"].as_str().expect("an eventId").to_string();
+    drop(ws); // the client goes away
+
+    // Missed while away: the copy is checked in, then out again.
+    let back = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
+    let out = "mutation($u: String!) { checkoutAsset(assetUpc: $u, userEmail: \"apickerin0@51.la\") { id } }";
+    let r = app.as_user("user2", back, json!({"u": upc})).await;
+    assert_eq!(r["data"]["checkinAsset"]["id"], seen["id"], "{r}");
+    let r = app.as_user("user3", out, json!({"u": upc})).await;
+    let reopened = r["data"]["checkoutAsset"]["id"].clone();
+    assert!(reopened.is_string(), "{r}");
+
+    let resume = "subscription($after: ID) { checkoutStatusUpdate(after: $after) { id assetUpc checkinDate eventId } }";
+    let mut ws = subscribe_to(app, resume, json!({"after": last_seen})).await;
+    let missed = events_for(&mut ws, upc, 2).await;
+    assert_eq!(missed[0]["id"], seen["id"], "first the checkin: {missed:?}");
+    assert!(missed[0]["checkinDate"].is_string());
+    assert_eq!(missed[1]["id"], reopened, "then the checkout: {missed:?}");
+    assert!(missed[1]["checkinDate"].is_null());
+
+    // Then live events, none of them a repeat.
+    let r = app.as_user("user2", back, json!({"u": upc})).await;
+    assert_eq!(r["data"]["checkinAsset"]["id"], reopened, "{r}");
+    let live = events_for(&mut ws, upc, 1).await;
+    assert_eq!(live[0]["id"], reopened);
+    assert!(live[0]["checkinDate"].is_string());
+    let ids: std::collections::HashSet<_> = missed
+        .iter()
+        .chain(&live)
+        .map(|e| e["eventId"].as_str().unwrap().to_string())
+        .chain([last_seen])
+        .collect();
+    assert_eq!(ids.len(), 4, "every event once");
+
+    // An id the server cannot place is an error, not a silent gap.
+    let mut ws = subscribe_to(
+        app,
+        resume,
+        json!({"after": "00000000-0000-7000-8000-000000000000"}),
+    )
+    .await;
+    let refused = next(&mut ws, Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+}
+contract!(a_client_resuming_after_its_last_event_misses_nothing);

@@ -1,0 +1,269 @@
+//! Resuming after an event (SPEC section 3): a client names the last event it saw;
+//! the broker's retained log is read from just before that event's creation time,
+//! the event is found by its id, and every later one is returned in publication
+//! order. A short-lived consumer of its own does the reading (per resume, not per
+//! subscriber), so the process's live consumer never seeks.
+//!
+//! Publication order is the message timestamp, which the relay makes strictly
+//! increasing (one relay holds the lease), then topic, partition and offset.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use domain::EventKind;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::consumer::decode;
+use crate::{Delivered, Error, KafkaConfig};
+
+/// How far before the event's creation time the search starts: the relay publishes
+/// after the commit, and instance clocks differ a little.
+const CLOCK_SLACK: Duration = Duration::from_secs(5);
+/// Resume points older than this are refused without reading: a client away for a
+/// day re-fetches with a query, and a forged old id cannot make us scan the log.
+const MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why a resume point could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// Not an event id this system issues (they are UUIDv7, which carry their time).
+    #[error("{0:?} is not an event id")]
+    NotAnEventId(String),
+    /// Not in the retained log of the subscribed topics.
+    #[error("event {0:?} is not in the retained log of the subscribed topics")]
+    NotFound(String),
+    /// The broker could not be read.
+    #[error("the event log cannot be read to resume")]
+    Kafka(#[source] Error),
+}
+
+/// What a resuming subscriber gets before going live.
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// The events after the resume point, in publication order, each once.
+    pub events: Vec<Arc<Delivered>>,
+    /// How far the replay read: the live events it already accounts for.
+    pub covered: Covered,
+}
+
+/// Per (topic, partition), the offset a replay read up to (exclusive): a live event
+/// below it was either replayed or precedes the resume point. Empty: covers nothing.
+#[derive(Debug, Default, Clone)]
+pub struct Covered(HashMap<(EventKind, i32), i64>);
+
+impl Covered {
+    /// Whether a live event is already accounted for by the replay.
+    pub fn covers(&self, event: &Delivered) -> bool {
+        self.0
+            .get(&(event.kind, event.partition))
+            .is_some_and(|end| event.offset < *end)
+    }
+}
+
+/// Reads what followed `after` on `kinds`' topics, up to their current ends.
+pub async fn replay_after(
+    config: &KafkaConfig,
+    kinds: &[EventKind],
+    after: &str,
+) -> Result<Replay, ReplayError> {
+    let created_ms = created_at_ms(after)?;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let slack = CLOCK_SLACK.as_millis() as i64;
+    if created_ms < now_ms - MAX_AGE.as_millis() as i64 || created_ms > now_ms + slack {
+        return Err(ReplayError::NotFound(after.to_string()));
+    }
+    let since_ms = created_ms - slack;
+    let config = config.clone();
+    let kinds = kinds.to_vec();
+    let after = after.to_string();
+    tokio::task::spawn_blocking(move || read_log(&config, &kinds, &after, since_ms))
+        .await
+        .map_err(|_| ReplayError::Kafka(Error::Timeout))?
+}
+
+/// The creation time a UUIDv7 event id carries.
+fn created_at_ms(id: &str) -> Result<i64, ReplayError> {
+    let not_ours = || ReplayError::NotAnEventId(id.to_string());
+    let uuid = uuid::Uuid::parse_str(id).map_err(|_| not_ours())?;
+    if uuid.get_version_num() != 7 {
+        return Err(not_ours());
+    }
+    let (secs, nanos) = uuid.get_timestamp().ok_or_else(not_ours)?.to_unix();
+    Ok(secs as i64 * 1000 + i64::from(nanos / 1_000_000))
+}
+
+fn read_log(
+    config: &KafkaConfig,
+    kinds: &[EventKind],
+    after: &str,
+    since_ms: i64,
+) -> Result<Replay, ReplayError> {
+    let kafka = |e| ReplayError::Kafka(Error::Metadata(e));
+    let timeout = config.call_timeout;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id)
+        // Assigned manually and never committed: no group forms on the broker.
+        .set(
+            "group.id",
+            format!("{}-replay-{}", config.client_id, uuid::Uuid::now_v7()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(|e| ReplayError::Kafka(Error::Config(e)))?;
+
+    // Where each partition ends now, and where the search starts in it.
+    let mut covered = HashMap::new();
+    let mut by_time = TopicPartitionList::new();
+    for &kind in kinds {
+        let meta = consumer
+            .fetch_metadata(Some(kind.topic()), timeout)
+            .map_err(kafka)?;
+        for t in meta.topics() {
+            for p in t.partitions() {
+                let (low, high) = consumer
+                    .fetch_watermarks(kind.topic(), p.id(), timeout)
+                    .map_err(kafka)?;
+                covered.insert((kind, p.id()), high);
+                if high > low {
+                    by_time
+                        .add_partition_offset(kind.topic(), p.id(), Offset::Offset(since_ms))
+                        .map_err(kafka)?;
+                }
+            }
+        }
+    }
+    let starts = consumer
+        .offsets_for_times(by_time, timeout)
+        .map_err(kafka)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut pending: HashMap<(String, i32), i64> = HashMap::new();
+    for e in starts.elements() {
+        let Some(kind) = EventKind::from_topic(e.topic()) else {
+            continue;
+        };
+        let end = covered.get(&(kind, e.partition())).copied().unwrap_or(0);
+        if let Offset::Offset(start) = e.offset() {
+            if start < end {
+                assignment
+                    .add_partition_offset(e.topic(), e.partition(), Offset::Offset(start))
+                    .map_err(kafka)?;
+                pending.insert((e.topic().to_string(), e.partition()), end);
+            }
+        }
+    }
+    if pending.is_empty() {
+        return Err(ReplayError::NotFound(after.to_string()));
+    }
+    consumer.assign(&assignment).map_err(kafka)?;
+
+    let deadline = Instant::now() + timeout;
+    let mut read = Vec::new();
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(ReplayError::Kafka(Error::Timeout));
+        }
+        let message = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => return Err(kafka(e)),
+            Some(Ok(m)) => m,
+        };
+        let key = (message.topic().to_string(), message.partition());
+        let Some(end) = pending.get(&key).copied() else {
+            continue;
+        };
+        if message.offset() >= end - 1 {
+            pending.remove(&key);
+        }
+        if message.offset() < end {
+            if let Some(d) = decode(&message) {
+                read.push(d);
+            }
+        }
+    }
+    Ok(Replay {
+        events: after_event(read, after)?,
+        covered: Covered(covered),
+    })
+}
+
+/// The events that follow `after` in publication order, each event id once.
+fn after_event(mut read: Vec<Delivered>, after: &str) -> Result<Vec<Arc<Delivered>>, ReplayError> {
+    read.sort_by_key(Delivered::position);
+    let at = read
+        .iter()
+        .position(|d| d.event_id.as_deref() == Some(after))
+        .ok_or_else(|| ReplayError::NotFound(after.to_string()))?;
+    let mut ids = HashSet::new();
+    ids.insert(after.to_string());
+    Ok(read
+        .into_iter()
+        .skip(at + 1)
+        .filter(|d| d.event_id.as_ref().is_none_or(|id| ids.insert(id.clone())))
+        .map(Arc::new)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::CheckoutEvent;
+
+    fn at(id: &str, kind: EventKind, ts: i64, partition: i32, offset: i64) -> Delivered {
+        Delivered {
+            event_id: Some(id.into()),
+            kind,
+            event: CheckoutEvent {
+                id: 1,
+                user_email: "a@b.org".into(),
+                asset_upc: "9000000001".into(),
+                checkout_date: "2019-01-01T10:00:00.000Z".into(),
+                checkin_date: None,
+            },
+            partition,
+            offset,
+            timestamp_ms: ts,
+        }
+    }
+
+    #[test]
+    fn replays_what_follows_in_publication_order_once() {
+        let read = vec![
+            at("c", EventKind::Checkin, 30, 0, 7),
+            at("a", EventKind::Checkout, 10, 1, 4),
+            at("b", EventKind::Checkout, 20, 0, 9),
+            at("c", EventKind::Checkin, 31, 2, 1), // a re-publication of "c"
+            at("d", EventKind::Checkout, 40, 1, 5),
+        ];
+        let ids: Vec<_> = after_event(read, "a")
+            .unwrap()
+            .iter()
+            .map(|d| d.event_id.clone().unwrap())
+            .collect();
+        assert_eq!(ids, ["b", "c", "d"]);
+    }
+
+    #[test]
+    fn an_unknown_or_foreign_id_is_refused() {
+        assert!(matches!(
+            after_event(vec![at("a", EventKind::Checkout, 1, 0, 0)], "zz"),
+            Err(ReplayError::NotFound(_))
+        ));
+        assert!(matches!(
+            created_at_ms("not-a-uuid"),
+            Err(ReplayError::NotAnEventId(_))
+        ));
+        let v4 = "9f1c2a4e-8b1d-4c3e-9a7f-2b6d1e0c5a3f";
+        assert!(matches!(
+            created_at_ms(v4),
+            Err(ReplayError::NotAnEventId(_))
+        ));
+        let v7 = uuid::Uuid::now_v7().to_string();
+        let now = chrono::Utc::now().timestamp_millis();
+        assert!((now - created_at_ms(&v7).unwrap()).abs() < 60_000);
+    }
+}
