@@ -35,6 +35,8 @@ pub struct Settings {
     pub max_depth: usize,
     /// `GRAPHQL_MAX_COMPLEXITY` (5000).
     pub max_complexity: usize,
+    /// `GRAPHQL_MAX_ALIASES` (15).
+    pub max_aliases: usize,
     /// `QUERYCACHE_TTL_SECONDS`: checkoutFeed snapshot lifetime (86400).
     pub snapshot_ttl: Duration,
 }
@@ -89,6 +91,7 @@ struct Raw {
     graphql_max_body_bytes: Option<usize>,
     graphql_max_depth: Option<usize>,
     graphql_max_complexity: Option<usize>,
+    graphql_max_aliases: Option<usize>,
     querycache_ttl_seconds: Option<f64>,
 }
 
@@ -121,6 +124,7 @@ pub const KNOWN_NAMES: &[&str] = &[
     "GRAPHQL_MAX_BODY_BYTES",
     "GRAPHQL_MAX_DEPTH",
     "GRAPHQL_MAX_COMPLEXITY",
+    "GRAPHQL_MAX_ALIASES",
     "QUERYCACHE_TTL_SECONDS",
 ];
 
@@ -218,6 +222,7 @@ impl Settings {
             max_body_bytes: raw.graphql_max_body_bytes.unwrap_or(1024 * 1024),
             max_depth: raw.graphql_max_depth.unwrap_or(15),
             max_complexity: raw.graphql_max_complexity.unwrap_or(5_000),
+            max_aliases: raw.graphql_max_aliases.unwrap_or(15),
             snapshot_ttl: secs(raw.querycache_ttl_seconds, 86_400.0),
         })
     }

@@ -2,6 +2,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod counted;
 pub mod embedded;
 pub mod events;
 pub mod graphql;

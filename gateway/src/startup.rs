@@ -15,10 +15,22 @@ use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
 use shutdown::{Closeable, Coordinator, Readiness, ShutdownConfig};
 
 use crate::config::{Services, Settings};
+use crate::counted::Counted;
 use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
 use crate::events::{EventFeed, LocalBus};
 use crate::graphql::{self, Limits, Stores};
 use crate::http::{self, DependencyCheck, HttpState, Metrics, Sampler, WsTracker};
+
+/// The same stores, each call counted in `metrics`.
+fn counted(stores: Stores, metrics: &Metrics) -> Stores {
+    let calls = metrics.datasource_calls();
+    Stores {
+        checkouts: Counted::new(stores.checkouts, "checkouts", calls.clone()),
+        catalog: Counted::new(stores.catalog, "catalog", calls.clone()),
+        snapshots: Counted::new(stores.snapshots, "snapshots", calls),
+        ..stores
+    }
+}
 
 /// What the data side of the gateway is made of.
 struct Backends {
@@ -63,11 +75,13 @@ impl Application {
         for c in backends.closeables {
             coordinator.register(c);
         }
+        let metrics = Metrics::new(backends.samplers).context("metrics")?;
         let schema = graphql::build(
-            backends.stores,
+            counted(backends.stores, &metrics),
             Limits {
                 depth: settings.max_depth,
                 complexity: settings.max_complexity,
+                aliases: settings.max_aliases,
             },
             settings.production,
         );
@@ -81,7 +95,7 @@ impl Application {
             websockets: websockets.clone(),
             dependencies: backends.dependencies,
             dev_issuer: backends.dev_issuer,
-            metrics: Metrics::new(backends.samplers).context("metrics")?,
+            metrics,
         });
         let listener = std::net::TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;

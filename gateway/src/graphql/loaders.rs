@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use domain::{Book, CatalogStore, Checkout, CheckoutStore, Patron, StoreError};
 
 /// Loader errors must be cloneable: the store error, shared.
@@ -87,26 +87,32 @@ impl Loader<HistoryKey> for History {
     }
 }
 
+/// A loader with a per-request cache (what `prime` feeds).
+type Cached<T> = DataLoader<T, HashMapCache>;
+
 /// The loaders of one request.
 pub struct Loaders {
     /// `CheckOut.patron`
-    pub patrons: DataLoader<PatronByEmail>,
+    pub patrons: Cached<PatronByEmail>,
     /// `CheckOut.book`
-    pub books: DataLoader<BookByUpc>,
+    pub books: Cached<BookByUpc>,
     /// `Patron.checkOuts`
-    pub by_email: DataLoader<History>,
+    pub by_email: Cached<History>,
     /// `BookCopy.checkoutHistory`
-    pub by_upc: DataLoader<History>,
+    pub by_upc: Cached<History>,
 }
 
 impl Loaders {
-    /// Fresh loaders (no cache shared between requests).
+    /// Fresh loaders; their caches live as long as the request.
     pub fn new(catalog: &Arc<dyn CatalogStore>, checkouts: &Arc<dyn CheckoutStore>) -> Self {
+        fn cached<T: Send + Sync + 'static>(loader: T) -> Cached<T> {
+            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+        }
         Loaders {
-            patrons: DataLoader::new(PatronByEmail(Arc::clone(catalog)), tokio::spawn),
-            books: DataLoader::new(BookByUpc(Arc::clone(catalog)), tokio::spawn),
-            by_email: DataLoader::new(History(Arc::clone(checkouts), By::Email), tokio::spawn),
-            by_upc: DataLoader::new(History(Arc::clone(checkouts), By::Upc), tokio::spawn),
+            patrons: cached(PatronByEmail(Arc::clone(catalog))),
+            books: cached(BookByUpc(Arc::clone(catalog))),
+            by_email: cached(History(Arc::clone(checkouts), By::Email)),
+            by_upc: cached(History(Arc::clone(checkouts), By::Upc)),
         }
     }
 }

@@ -4,8 +4,10 @@ pub mod context;
 pub mod dates;
 pub mod errors;
 mod guards;
+mod limits;
 pub mod loaders;
 mod mutation;
+mod prime;
 mod query;
 pub mod scalars;
 mod subscription;
@@ -14,6 +16,7 @@ mod types;
 use async_graphql::Schema;
 
 pub use context::{Stores, Viewer};
+pub use limits::Limits;
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
@@ -21,31 +24,14 @@ pub use subscription::SubscriptionRoot;
 /// The schema type.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Limits on what one operation may ask for.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Deepest selection nesting (15).
-    pub depth: usize,
-    /// Largest complexity (one point a field; 5,000).
-    pub complexity: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            depth: 15,
-            complexity: 5_000,
-        }
-    }
-}
-
 /// Builds the schema over `stores`. In production, introspection is off.
 pub fn build(stores: Stores, limits: Limits, production: bool) -> AppSchema {
     let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(stores)
         .register_output_type::<types::UserRole>()
         .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity);
+        .limit_complexity(limits.complexity)
+        .extension(limits::AliasLimit(limits.aliases));
     if production {
         builder = builder.disable_introspection();
     }

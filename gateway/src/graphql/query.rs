@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use super::context::{stores, viewer};
 use super::errors::{coded, internal, not_authorized};
 use super::guards::RoleGuard;
+use super::prime;
 use super::scalars::Email;
 use super::types::{BookObj, CheckOut, Feed, PageInfo, PatronObj, SortObject};
 
@@ -57,6 +58,7 @@ impl QueryRoot {
             .list(&filter, after, page_size(next)?)
             .await
             .map_err(|e| internal(&e))?;
+        prime::checkout_children(ctx, ctx.field(), &rows.iter().collect::<Vec<_>>()).await;
         Ok(Some(rows.into_iter().map(|r| Some(r.into())).collect()))
     }
 
@@ -187,6 +189,7 @@ impl QueryRoot {
             .patrons(year_registered, limit)
             .await
             .map_err(|e| internal(&e))?;
+        prime::patron_children(ctx, ctx.field(), &rows).await;
         Ok(rows.into_iter().map(|p| Some(PatronObj(p))).collect())
     }
 

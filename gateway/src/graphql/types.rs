@@ -8,6 +8,7 @@ use super::context::viewer;
 use super::dates;
 use super::errors::{coded, internal, invalid_email, not_authorized};
 use super::loaders::{HistoryKey, Loaders};
+use super::prime;
 use super::scalars::{is_valid, Email};
 
 /// `enum UserRole { ADMIN LIBRARIAN USER }` (part of the published schema).
@@ -340,7 +341,8 @@ pub struct Feed {
 
 #[ComplexObject]
 impl Feed {
-    async fn entries(&self) -> Option<Vec<Option<CheckOut>>> {
+    async fn entries(&self, ctx: &Context<'_>) -> Option<Vec<Option<CheckOut>>> {
+        prime::checkout_children(ctx, ctx.field(), &self.rows.iter().collect::<Vec<_>>()).await;
         Some(self.rows.iter().cloned().map(|r| Some(r.into())).collect())
     }
 }

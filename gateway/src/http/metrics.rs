@@ -23,6 +23,7 @@ pub struct Metrics {
     errors: IntCounterVec,
     websockets: IntGauge,
     pool: IntGaugeVec,
+    datasource_calls: IntCounterVec,
     samplers: Vec<Sampler>,
 }
 
@@ -56,6 +57,14 @@ impl Metrics {
             Opts::new("datasource_pool_connections", "Pooled connections by state"),
             &["pool", "state"],
         )?;
+        let datasource_calls = IntCounterVec::new(
+            Opts::new(
+                "datasource_calls_total",
+                "Data-source calls (database round trips) by store and call",
+            ),
+            &["store", "call"],
+        )?;
+        registry.register(Box::new(datasource_calls.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(errors.clone()))?;
@@ -68,8 +77,14 @@ impl Metrics {
             errors,
             websockets,
             pool,
+            datasource_calls,
             samplers,
         })
+    }
+
+    /// The counter the stores increment per call (see `counted`).
+    pub fn datasource_calls(&self) -> IntCounterVec {
+        self.datasource_calls.clone()
     }
 
     /// Records one executed request.

@@ -485,6 +485,24 @@ async fn http_refusals(app: &TestApp) {
             .contains("complex"),
         "{too_costly}"
     );
+    // Aliases: 15 are fine, 16 are refused before any data is read.
+    let aliased = |n: usize| {
+        let fields: Vec<String> = (0..n).map(|i| format!("b{i}: books {{ title }}")).collect();
+        format!("{{ {} }}", fields.join(" "))
+    };
+    let (status, fine) = app.gql(None, &aliased(15), json!({})).await;
+    assert_eq!(status, 200, "{fine}");
+    assert!(fine["data"]["b14"].is_array(), "{fine}");
+    let (status, too_many) = app.gql(None, &aliased(16), json!({})).await;
+    assert_eq!(status, 400);
+    assert_eq!(codes(&too_many), ["GRAPHQL_VALIDATION_FAILED"]);
+    assert!(
+        too_many["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("aliases"),
+        "{too_many}"
+    );
     // Hostile tokens: 401 AUTH_TOKEN_ERROR.
     for header in [
         "Bearer",
@@ -652,3 +670,55 @@ async fn metrics_count_requests_and_errors(app: &TestApp) {
     }
 }
 contract!(metrics_count_requests_and_errors);
+
+/// The round trips (data-source calls) `query` costs, per store and call.
+async fn round_trips(
+    app: &TestApp,
+    user: &str,
+    query: &str,
+    variables: Value,
+) -> (Value, std::collections::BTreeMap<String, u64>) {
+    let token = app.token(user).await;
+    let before = app.datasource_calls().await;
+    let (status, body) = app.gql(Some(&token), query, variables).await;
+    assert_eq!(status, 200, "{body}");
+    let after = app.datasource_calls().await;
+    let delta = after
+        .into_iter()
+        .map(|(k, n)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (k, n - was)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (body, delta)
+}
+
+async fn a_page_costs_the_same_round_trips_whatever_its_size(app: &TestApp) {
+    let page = "query($n: Int) { checkouts(next: $n) { id patron { firstName } book { title } } }";
+    let (small, few) = round_trips(app, "user3", page, json!({"n": 5})).await;
+    assert_eq!(small["data"]["checkouts"].as_array().unwrap().len(), 5);
+    let (large, many) = round_trips(app, "user3", page, json!({"n": 50})).await;
+    assert_eq!(large["data"]["checkouts"].as_array().unwrap().len(), 50);
+    assert!(large["errors"].is_null(), "{large}");
+    assert_eq!(few, many, "5 rows and 50 rows cost the same round trips");
+    assert_eq!(
+        many.values().sum::<u64>(),
+        3,
+        "one for the page, one for its patrons, one for its books: {many:?}"
+    );
+
+    // Nested lists too: all the patrons' checkouts in one round trip, their books in one.
+    let patrons = "query($n: Int) { patrons(limit: $n) { id checkOuts { id book { title } } } }";
+    let (body, calls) = round_trips(app, "user2", patrons, json!({"n": 40})).await;
+    assert_eq!(
+        body["data"]["patrons"].as_array().unwrap().len(),
+        40,
+        "{body}"
+    );
+    assert!(
+        calls.values().all(|n| *n == 1) && calls.len() <= 3,
+        "40 patrons: each kind of call once, not once per patron: {calls:?}"
+    );
+}
+contract!(a_page_costs_the_same_round_trips_whatever_its_size);

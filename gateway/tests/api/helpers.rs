@@ -160,6 +160,24 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `datasource_calls_total` from `/metrics`, per `{call=..,store=..}` label set.
+    pub async fn datasource_calls(&self) -> std::collections::HashMap<String, u64> {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("datasource_calls_total"))
+            .filter_map(|l| l.rsplit_once(' '))
+            .map(|(labels, n)| (labels.to_string(), n.parse().unwrap()))
+            .collect()
+    }
+
     /// `gql` as `username`, expecting HTTP 200.
     pub async fn as_user(&self, username: &str, query: &str, variables: Value) -> Value {
         let token = self.token(username).await;

@@ -1,0 +1,107 @@
+//! What one operation may ask for: depth and complexity (async-graphql's own
+//! checks) and aliases (an extension here: async-graphql has no alias limit, and
+//! aliases let one request repeat an expensive field many times).
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ServerError, ServerResult, Variables};
+
+/// Limits on what one operation may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Deepest selection nesting (15).
+    pub depth: usize,
+    /// Largest complexity (one point a field, lists weighted; 5,000).
+    pub complexity: usize,
+    /// Most aliased fields in one document (15).
+    pub aliases: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            depth: 15,
+            complexity: 5_000,
+            aliases: 15,
+        }
+    }
+}
+
+/// Refuses documents with more than this many aliased fields, before validation
+/// and before any data is read.
+pub(crate) struct AliasLimit(pub usize);
+
+impl ExtensionFactory for AliasLimit {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(AliasLimit(self.0))
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for AliasLimit {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let aliases = count_aliases(&document);
+        if aliases > self.0 {
+            return Err(ServerError::new(
+                format!(
+                    "Query uses too many aliases: {aliases} (at most {})",
+                    self.0
+                ),
+                None,
+            ));
+        }
+        Ok(document)
+    }
+}
+
+/// Aliased fields written in the document (operations and fragment definitions).
+fn count_aliases(document: &ExecutableDocument) -> usize {
+    let operations: usize = document
+        .operations
+        .iter()
+        .map(|(_, op)| in_set(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = document
+        .fragments
+        .values()
+        .map(|f| in_set(&f.node.selection_set.node))
+        .sum();
+    operations + fragments
+}
+
+fn in_set(set: &SelectionSet) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) => {
+                usize::from(f.node.alias.is_some()) + in_set(&f.node.selection_set.node)
+            }
+            Selection::InlineFragment(f) => in_set(&f.node.selection_set.node),
+            Selection::FragmentSpread(_) => 0,
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_aliases_in_operations_fragments_and_inline_fragments() {
+        let doc = async_graphql::parser::parse_query(
+            "query { a: books { t: title } books { title } ...F }
+             fragment F on Query { b: books { ... on Book { c: title } } }",
+        )
+        .unwrap();
+        assert_eq!(count_aliases(&doc), 4);
+    }
+}

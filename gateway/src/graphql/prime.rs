@@ -1,0 +1,101 @@
+//! Look-ahead batching. A resolver that returns a list loads, before its items
+//! resolve, what their selected fields will ask for: one round trip per kind, fed
+//! into the request's loaders, where the items then find it. A page costs the same
+//! round trips whatever its size, deterministically: the loaders' own batching
+//! waits a short timer for keys, and a busy machine can split one batch into two.
+//! The loaders stay the fallback for every path not primed here (and for keys a
+//! prime did not find); a failed prime is ignored: the items load and report it.
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::{Context, SelectionField, Value};
+use domain::{Checkout, Patron};
+
+use super::context::stores;
+use super::loaders::{HistoryKey, Loaders};
+
+/// Primes what the `CheckOut` items of `field` select: `patron`, `book`.
+pub async fn checkout_children(ctx: &Context<'_>, field: SelectionField<'_>, rows: &[&Checkout]) {
+    let (Ok(stores), Ok(loaders)) = (stores(ctx), ctx.data::<Loaders>()) else {
+        return;
+    };
+    if rows.is_empty() {
+        return;
+    }
+    let wants = |name: &str| field.selection_set().any(|f| f.name() == name);
+    let patrons = async {
+        if wants("patron") {
+            let emails = unique(rows.iter().map(|r| &r.user_email));
+            if let Ok(found) = stores.catalog.patrons_by_emails(&emails).await {
+                loaders.patrons.feed_many(found).await;
+            }
+        }
+    };
+    let books = async {
+        if wants("book") {
+            let upcs = unique(rows.iter().map(|r| &r.asset_upc));
+            if let Ok(found) = stores.catalog.books_by_upcs(&upcs).await {
+                loaders.books.feed_many(found).await;
+            }
+        }
+    };
+    futures::join!(patrons, books);
+}
+
+/// Primes what the `Patron` items of `field` select: `checkOuts` (per distinct
+/// `currentCheckoutsOnly`), and what those checkouts select in turn.
+pub async fn patron_children(ctx: &Context<'_>, field: SelectionField<'_>, patrons: &[Patron]) {
+    let (Ok(stores), Ok(loaders)) = (stores(ctx), ctx.data::<Loaders>()) else {
+        return;
+    };
+    let emails = unique(patrons.iter().filter_map(|p| p.email.as_ref()));
+    if emails.is_empty() {
+        return;
+    }
+    let mut by_filter: HashMap<bool, Vec<SelectionField<'_>>> = HashMap::new();
+    for history in field.selection_set().filter(|f| f.name() == "checkOuts") {
+        by_filter
+            .entry(open_only(&history))
+            .or_default()
+            .push(history);
+    }
+    for (open_only, fields) in by_filter {
+        let Ok(mut found) = stores.checkouts.by_emails(&emails, open_only).await else {
+            continue;
+        };
+        let rows: Vec<&Checkout> = found.values().flatten().collect();
+        for history in fields {
+            checkout_children(ctx, history, &rows).await;
+        }
+        let histories = emails.iter().map(|email| {
+            let rows = found.remove(email).unwrap_or_default();
+            let key = HistoryKey {
+                key: email.clone(),
+                open_only,
+            };
+            (key, rows)
+        });
+        loaders
+            .by_email
+            .feed_many(histories.collect::<Vec<_>>())
+            .await;
+    }
+}
+
+/// `currentCheckoutsOnly` of a history field (false when absent or unreadable).
+fn open_only(field: &SelectionField<'_>) -> bool {
+    field
+        .arguments()
+        .ok()
+        .and_then(|args| {
+            args.into_iter()
+                .find(|(name, _)| name.as_str() == "currentCheckoutsOnly")
+        })
+        .is_some_and(|(_, v)| v == Value::Boolean(true))
+}
+
+/// Distinct keys, in first-seen order.
+fn unique<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    keys.filter(|k| seen.insert(*k)).cloned().collect()
+}
