@@ -12,17 +12,20 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
-RUN cargo chef cook --release --locked --recipe-path recipe.json
+# Cook and build select the same packages and targets: the same feature set, so the
+# final build reuses every cooked dependency instead of recompiling some.
+RUN cargo chef cook --release --locked --recipe-path recipe.json -p gateway -p auth-jwt --bins
 COPY . .
-RUN cargo build --release --locked -p gateway --bins \
- && cargo build --release --locked -p auth-jwt --bin dev-key-service
+RUN cargo build --release --locked -p gateway -p auth-jwt --bins
 
 # Dev only: issues tokens to anyone who knows the dev passwords.
 FROM gcr.io/distroless/cc-debian12:nonroot AS dev-key-service
 COPY --from=builder /app/target/release/dev-key-service /usr/local/bin/dev-key-service
 USER 65532:65532
 EXPOSE 8081
-ENTRYPOINT ["/usr/local/bin/dev-key-service", "--listen", "0.0.0.0:8081", "--key-file", "/tmp/dev-key.pem"]
+ENV DEV_KEY_SERVICE_LISTEN=0.0.0.0:8081 \
+    DEV_KEY_SERVICE_KEY_FILE=/tmp/dev-key.pem
+ENTRYPOINT ["/usr/local/bin/dev-key-service"]
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS gateway
 COPY --from=builder /app/target/release/gateway /usr/local/bin/gateway

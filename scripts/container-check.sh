@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the gateway image with podman (no Docker daemon, no registry here) and checks
-# it: /health answers, `podman stop` exits 0 within the grace period, and the image
-# size is reported. Run by hand, and by CI when the Dockerfile or dependencies change:
+# Builds the gateway and dev key service images with podman (no Docker daemon, no
+# registry here) and checks them: the gateway answers /health, the key service its
+# public key, `podman stop` exits 0 within the grace period, and the sizes are
+# reported. Run by hand, and by the test command when the Dockerfile or the
+# dependencies changed since the last passing run:
 #   scripts/container-check.sh
 # The base images the Dockerfile names are made locally and tagged with those names
 # (../shared/CONTAINERS.md): debian:bookworm by debootstrap, rust:1.95-bookworm from it
@@ -13,6 +15,7 @@ WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 RUN_OPTS=(--runtime runc --cgroup-manager=cgroupfs)
 PORT=${CL_CONTAINER_PORT:-4200}
+KEYS_PORT=${CL_CONTAINER_KEYS_PORT:-4201}
 log() { printf '[container] %s\n' "$*" >&2; }
 
 for tool in podman debootstrap runc; do
@@ -110,4 +113,25 @@ elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
 code=$(podman inspect --format '{{.State.ExitCode}}' "$cid")
 podman rm "$cid" >/dev/null
 log "podman stop: exit $code after ${elapsed} ms"
+[[ $code == 0 ]] || exit 1
+
+log "building the dev key service image"
+podman build --isolation chroot --pull=never --target dev-key-service \
+  -t central-library/dev-key-service:latest "$ROOT"
+size=$(podman image inspect --format '{{.Size}}' central-library/dev-key-service:latest)
+log "dev key service image size: $((size / 1024 / 1024)) MB"
+cid=$(podman run -d "${RUN_OPTS[@]}" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+  --network host -e DEV_KEY_SERVICE_LISTEN="127.0.0.1:$KEYS_PORT" \
+  central-library/dev-key-service:latest)
+for _ in $(seq 1 100); do
+  curl -fs "http://127.0.0.1:$KEYS_PORT/publickey" >/dev/null && break
+  sleep 0.1
+done
+key=$(curl -fsS "http://127.0.0.1:$KEYS_PORT/publickey") || { podman logs "$cid"; exit 1; }
+[[ $key == *"BEGIN PUBLIC KEY"* ]] || { podman logs "$cid"; log "publickey answered '$key'"; exit 1; }
+log "/publickey: a PEM public key"
+podman "${RUN_OPTS[@]}" stop -t 10 "$cid" >/dev/null
+code=$(podman inspect --format '{{.State.ExitCode}}' "$cid")
+podman rm "$cid" >/dev/null
+log "dev key service: exit $code on podman stop"
 [[ $code == 0 ]] || exit 1
