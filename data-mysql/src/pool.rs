@@ -12,17 +12,64 @@
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use diesel_async::pooled_connection::bb8::{Pool, PooledConnection};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::SimpleAsyncConnection;
+
+use bb8::{ManageConnection, Pool, PooledConnection};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, PoolError};
 use diesel_async::AsyncMysqlConnection;
 use domain::{StoreError, StoreErrorKind};
 use futures::FutureExt;
 use tokio::sync::Notify;
 
+use crate::error::query_error;
 use crate::{Error, MysqlConfig};
 
-type Manager = AsyncDieselConnectionManager<AsyncMysqlConnection>;
+/// diesel-async's bb8 manager, plus eviction of connections a query found dead.
+///
+/// Why: bb8 can ping every connection it lends (`test_on_check_out`), a round trip
+/// per request; diesel-async's MySQL connection only reports broken transactions,
+/// so without that ping a killed connection would stay in the pool failing every
+/// query. Instead the lease marks its connection broken when a query fails for a
+/// connection reason, and bb8 drops it on return.
+struct Manager(AsyncDieselConnectionManager<AsyncMysqlConnection>);
+
+/// A pooled connection, whether a query found it dead, and when it was last
+/// handed back (a connection busy a moment ago needs no ping).
+pub(crate) struct Tracked {
+    conn: AsyncMysqlConnection,
+    broken: bool,
+    returned: Instant,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Tracked;
+    type Error = PoolError;
+
+    async fn connect(&self) -> Result<Tracked, PoolError> {
+        let conn = self.0.connect().await?;
+        Ok(Tracked {
+            conn,
+            broken: false,
+            returned: Instant::now(),
+        })
+    }
+
+    async fn is_valid(&self, tracked: &mut Tracked) -> Result<(), PoolError> {
+        self.0.is_valid(&mut tracked.conn).await
+    }
+
+    fn has_broken(&self, tracked: &mut Tracked) -> bool {
+        tracked.broken || self.0.has_broken(&mut tracked.conn)
+    }
+}
+
+/// A connection handed back less than this long ago is lent without a ping; an
+/// older one is pinged first (HikariCP's "alive bypass window"): under load no
+/// request pays a round trip for the check, and after a quiet spell or a server
+/// restart a dead connection is found before a query would fail on it.
+const ALIVE_BYPASS: Duration = Duration::from_millis(500);
 
 /// Shared state between the pool and the leases it hands out.
 struct Tracker {
@@ -51,26 +98,49 @@ impl Drop for InUse {
 /// A pooled connection plus the in-use count it holds up. Fields drop in order:
 /// the connection goes back to the pool before the count falls.
 pub(crate) struct Lease {
-    conn: PooledConnection<'static, AsyncMysqlConnection>,
+    conn: PooledConnection<'static, Manager>,
     _in_use: InUse,
+}
+
+impl Lease {
+    /// A query's result as the domain sees it; a lost connection is marked broken
+    /// so the pool drops it instead of lending it again.
+    pub(crate) fn check<T>(&mut self, result: diesel::QueryResult<T>) -> Result<T, StoreError> {
+        result.map_err(|e| self.error(e))
+    }
+
+    /// A query's error as the domain sees it (see `check`).
+    pub(crate) fn error(&mut self, e: diesel::result::Error) -> StoreError {
+        let e = query_error(e);
+        if e.is_unavailable() {
+            self.conn.broken = true;
+        }
+        e
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.conn.returned = Instant::now();
+    }
 }
 
 impl std::ops::Deref for Lease {
     type Target = AsyncMysqlConnection;
     fn deref(&self) -> &Self::Target {
-        &self.conn
+        &self.conn.conn
     }
 }
 
 impl std::ops::DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        &mut self.conn
+        &mut self.conn.conn
     }
 }
 
 /// The pool; `None` once closed.
 pub(crate) struct MysqlPool {
-    pool: Mutex<Option<Pool<AsyncMysqlConnection>>>,
+    pool: Mutex<Option<Pool<Manager>>>,
     /// Where bb8's connections come from, and where they return to be quit.
     source: mysql_async::Pool,
     closed: AtomicBool,
@@ -99,10 +169,16 @@ impl MysqlPool {
             .boxed()
         });
         // The URL is unused by our setup callback; no secret goes into the manager.
-        let manager = Manager::new_with_config("mysql://pooled", manager_config);
+        let manager = Manager(AsyncDieselConnectionManager::new_with_config(
+            "mysql://pooled",
+            manager_config,
+        ));
         let pool = Pool::builder()
             .max_size(config.pool_limit.max(1))
             .min_idle(Some(0))
+            // No ping per checkout (a round trip per request): `Lease::check` evicts
+            // the connections queries find dead.
+            .test_on_check_out(false)
             .connection_timeout(config.acquire_timeout)
             .build(manager)
             .await
@@ -126,14 +202,27 @@ impl MysqlPool {
             .clone()
             .ok_or_else(|| StoreError::bare(StoreErrorKind::Closed))?;
         let in_use = InUse::take(&self.tracker);
-        let conn = pool
-            .get_owned()
-            .await
-            .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))?;
-        Ok(Lease {
-            conn,
-            _in_use: in_use,
-        })
+        // Every pooled connection may be dead (a server restart): try each at most once.
+        for _ in 0..=self.config.pool_limit {
+            let mut conn = pool
+                .get_owned()
+                .await
+                .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))?;
+            if conn.returned.elapsed() > ALIVE_BYPASS
+                && conn.conn.batch_execute("SELECT 1").await.is_err()
+            {
+                conn.broken = true; // dropped by the pool on return
+                continue;
+            }
+            return Ok(Lease {
+                conn,
+                _in_use: in_use,
+            });
+        }
+        Err(StoreError::new(
+            StoreErrorKind::Unavailable,
+            "every pooled connection was dead",
+        ))
     }
 
     /// (open connections, idle connections), for metrics.

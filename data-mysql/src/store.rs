@@ -12,7 +12,6 @@ use domain::{
     SortField, StoreError,
 };
 
-use crate::error::query_error;
 use crate::lease::RelayLease;
 use crate::outbox;
 use crate::pool::MysqlPool;
@@ -82,15 +81,17 @@ impl MysqlCheckouts {
         rows: impl Iterator<Item = Checkout> + Send,
     ) -> Result<usize, StoreError> {
         let mut conn = self.pool.get().await?;
-        seed::insert_all(&mut conn, rows).await.map_err(query_error)
+        let result = seed::insert_all(&mut conn, rows).await;
+        conn.check(result)
     }
 
     /// Empties the checkouts and the outbox (the seed tool's `--reset`).
     pub async fn delete_all(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
-        conn.batch_execute("DELETE FROM checkout_outbox; DELETE FROM checkouts")
-            .await
-            .map_err(query_error)
+        let result = conn
+            .batch_execute("DELETE FROM checkout_outbox; DELETE FROM checkouts")
+            .await;
+        conn.check(result)
     }
 
     /// (open, idle) pooled connections, for metrics.
@@ -101,7 +102,8 @@ impl MysqlCheckouts {
     /// One round trip to the server: for readiness checks.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;
-        conn.batch_execute("SELECT 1").await.map_err(query_error)
+        let result = conn.batch_execute("SELECT 1").await;
+        conn.check(result)
     }
 
     async fn load(
@@ -109,11 +111,8 @@ impl MysqlCheckouts {
         query: checkouts::BoxedQuery<'_, diesel::mysql::Mysql>,
     ) -> Result<Vec<Checkout>, StoreError> {
         let mut conn = self.pool.get().await?;
-        let rows: Vec<Row> = query
-            .select(Row::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(query_error)?;
+        let result = query.select(Row::as_select()).load(&mut conn).await;
+        let rows: Vec<Row> = conn.check(result)?;
         Ok(rows.into_iter().map(Checkout::from).collect())
     }
 }
@@ -315,7 +314,7 @@ impl CheckoutStore for MysqlCheckouts {
             Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
                 Err(CheckoutError::AlreadyCheckedOut)
             }
-            Err(e) => Err(CheckoutError::Store(query_error(e))),
+            Err(e) => Err(CheckoutError::Store(conn.error(e))),
         }
     }
 
@@ -349,7 +348,7 @@ impl CheckoutStore for MysqlCheckouts {
         match result {
             Ok(Some(row)) => Ok(row),
             Ok(None) => Err(CheckoutError::NoOpenCheckout),
-            Err(e) => Err(CheckoutError::Store(query_error(e))),
+            Err(e) => Err(CheckoutError::Store(conn.error(e))),
         }
     }
 }
@@ -358,9 +357,8 @@ impl CheckoutStore for MysqlCheckouts {
 impl Outbox for MysqlCheckouts {
     async fn unsent(&self, limit: u32) -> Result<Vec<OutboxEvent>, StoreError> {
         let mut conn = self.pool.get().await?;
-        outbox::unsent(&mut conn, i64::from(limit))
-            .await
-            .map_err(query_error)
+        let result = outbox::unsent(&mut conn, i64::from(limit)).await;
+        conn.check(result)
     }
 
     async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError> {
@@ -368,10 +366,8 @@ impl Outbox for MysqlCheckouts {
             return Ok(());
         }
         let mut conn = self.pool.get().await?;
-        outbox::mark_sent(&mut conn, seqs)
-            .await
-            .map(drop)
-            .map_err(query_error)
+        let result = outbox::mark_sent(&mut conn, seqs).await;
+        conn.check(result).map(drop)
     }
 
     async fn hold_lease(&self) -> Result<bool, StoreError> {

@@ -347,19 +347,22 @@ async fn pool_recovers_after_its_connections_are_killed() {
     assert_eq!(store.list(&all(), None, Some(1)).await.unwrap().len(), 1);
     let url = server_url();
     let mut admin = mysql_async::Conn::from_url(url).await.unwrap();
-    let ids: Vec<u64> = admin
-        .exec(
-            "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
-            (db.config.database.clone(),),
-        )
-        .await
-        .unwrap();
-    assert!(!ids.is_empty(), "the pool holds a connection");
-    for id in ids {
-        admin.query_drop(format!("KILL {id}")).await.unwrap();
-    }
-    admin.disconnect().await.unwrap();
-    // The first call may see the dead connection; the pool must heal within a retry.
+    let kill_pool = async |admin: &mut mysql_async::Conn| {
+        let ids: Vec<u64> = admin
+            .exec(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> CONNECTION_ID()",
+                (db.config.database.clone(),),
+            )
+            .await
+            .unwrap();
+        assert!(!ids.is_empty(), "the pool holds a connection");
+        for id in ids {
+            admin.query_drop(format!("KILL {id}")).await.unwrap();
+        }
+    };
+    kill_pool(&mut admin).await;
+    // Used a moment ago, the connection is lent unchecked: the first call may fail
+    // on it, and the pool drops it, so the next call works.
     let first = store.list(&all(), None, Some(1)).await;
     if let Err(e) = &first {
         assert!(
@@ -368,6 +371,13 @@ async fn pool_recovers_after_its_connections_are_killed() {
         );
     }
     assert_eq!(store.list(&all(), None, Some(1)).await.unwrap().len(), 1);
+
+    // After a quiet spell (the scenario, not a synchronisation) a connection is
+    // checked before it is lent: no query fails on a dead one.
+    kill_pool(&mut admin).await;
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(store.list(&all(), None, Some(1)).await.unwrap().len(), 1);
+    admin.disconnect().await.unwrap();
 }
 
 #[tokio::test]
