@@ -137,29 +137,28 @@ pub async fn post(
         Ok(b) => b,
         Err(resp) => return closing(resp),
     };
-    let value: serde_json::Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not valid JSON: {e}"),
-                "BAD_REQUEST",
-            )
-        }
-    };
-    if value.is_array() {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         return error_response(
             StatusCode::BAD_REQUEST,
             "batched requests are not enabled",
             "BAD_REQUEST",
         );
     }
-    let request: Request = match serde_json::from_value(value) {
+    // Straight into the request type (one pass); a failure says whether the body
+    // was not JSON at all or JSON of the wrong shape.
+    let request: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => {
+        Err(e) if e.is_data() => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 &format!("the body is not a GraphQL request: {e}"),
+                "BAD_REQUEST",
+            )
+        }
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("the body is not valid JSON: {e}"),
                 "BAD_REQUEST",
             )
         }

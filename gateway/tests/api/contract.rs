@@ -444,6 +444,8 @@ async fn http_refusals(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(batch.status(), 400);
+    let message = |v: Value| v["errors"][0]["message"].as_str().unwrap_or("").to_string();
+    assert!(message(batch.json().await.unwrap()).contains("batched"));
     let broken = c
         .post(&url)
         .header("content-type", "application/json")
@@ -452,6 +454,15 @@ async fn http_refusals(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(broken.status(), 400);
+    assert!(message(broken.json().await.unwrap()).contains("not valid JSON"));
+    let shapeless = c
+        .post(&url)
+        .json(&json!({"query": 42}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shapeless.status(), 400);
+    assert!(message(shapeless.json().await.unwrap()).contains("not a GraphQL request"));
     let (status, parse) = app.gql(None, "{ books { title ", json!({})).await;
     assert_eq!(status, 400);
     assert_eq!(codes(&parse), ["GRAPHQL_PARSE_FAILED"]);
