@@ -14,23 +14,30 @@ pub type LoadError = Arc<StoreError>;
 pub struct PatronByEmail(pub Arc<dyn CatalogStore>);
 
 impl Loader<String> for PatronByEmail {
-    type Value = Patron;
+    type Value = Arc<Patron>;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Patron>, LoadError> {
-        self.0.patrons_by_emails(keys).await.map_err(Arc::new)
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Arc<Patron>>, LoadError> {
+        let found = self.0.patrons_by_emails(keys).await.map_err(Arc::new)?;
+        Ok(shared(found))
     }
+}
+
+/// Values shared, not copied, by every item that loads them.
+pub fn shared<T>(found: HashMap<String, T>) -> HashMap<String, Arc<T>> {
+    found.into_iter().map(|(k, v)| (k, Arc::new(v))).collect()
 }
 
 /// Books by copy UPC (`CheckOut.book`).
 pub struct BookByUpc(pub Arc<dyn CatalogStore>);
 
 impl Loader<String> for BookByUpc {
-    type Value = Book;
+    type Value = Arc<Book>;
     type Error = LoadError;
 
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Book>, LoadError> {
-        self.0.books_by_upcs(keys).await.map_err(Arc::new)
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Arc<Book>>, LoadError> {
+        let found = self.0.books_by_upcs(keys).await.map_err(Arc::new)?;
+        Ok(shared(found))
     }
 }
 

@@ -12,7 +12,7 @@ use async_graphql::{Context, SelectionField, Value};
 use domain::{Checkout, Patron};
 
 use super::context::stores;
-use super::loaders::{HistoryKey, Loaders};
+use super::loaders::{shared, HistoryKey, Loaders};
 
 /// Primes what the `CheckOut` items of `field` select: `patron`, `book`.
 pub async fn checkout_children(ctx: &Context<'_>, field: SelectionField<'_>, rows: &[&Checkout]) {
@@ -27,7 +27,7 @@ pub async fn checkout_children(ctx: &Context<'_>, field: SelectionField<'_>, row
         if wants("patron") {
             let emails = unique(rows.iter().map(|r| &r.user_email));
             if let Ok(found) = stores.catalog.patrons_by_emails(&emails).await {
-                loaders.patrons.feed_many(found).await;
+                loaders.patrons.feed_many(shared(found)).await;
             }
         }
     };
@@ -35,7 +35,7 @@ pub async fn checkout_children(ctx: &Context<'_>, field: SelectionField<'_>, row
         if wants("book") {
             let upcs = unique(rows.iter().map(|r| &r.asset_upc));
             if let Ok(found) = stores.catalog.books_by_upcs(&upcs).await {
-                loaders.books.feed_many(found).await;
+                loaders.books.feed_many(shared(found)).await;
             }
         }
     };

@@ -164,10 +164,10 @@ impl QueryRoot {
         }
         .map_err(|e| internal(&e))?;
         if v.has(Role::Librarian) {
-            return Ok(found.map(PatronObj));
+            return Ok(found.map(|p| PatronObj(p.into())));
         }
         match found {
-            Some(p) if v.is(&p.id) => Ok(Some(PatronObj(p))),
+            Some(p) if v.is(&p.id) => Ok(Some(PatronObj(p.into()))),
             _ => Err(not_authorized()),
         }
     }
@@ -190,7 +190,10 @@ impl QueryRoot {
             .await
             .map_err(|e| internal(&e))?;
         prime::patron_children(ctx, ctx.field(), &rows).await;
-        Ok(rows.into_iter().map(|p| Some(PatronObj(p))).collect())
+        Ok(rows
+            .into_iter()
+            .map(|p| Some(PatronObj(p.into())))
+            .collect())
     }
 
     /// Public. `id` wins over `isbn13`.
@@ -207,7 +210,7 @@ impl QueryRoot {
             (None, None) => Ok(None),
         }
         .map_err(|e| internal(&e))?;
-        Ok(found.map(BookObj))
+        Ok(found.map(|b| BookObj(b.into())))
     }
 
     /// Public.
@@ -218,7 +221,9 @@ impl QueryRoot {
             .books()
             .await
             .map_err(|e| internal(&e))?;
-        Ok(Some(rows.into_iter().map(|b| Some(BookObj(b))).collect()))
+        Ok(Some(
+            rows.into_iter().map(|b| Some(BookObj(b.into()))).collect(),
+        ))
     }
 }
 

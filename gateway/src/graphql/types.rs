@@ -1,5 +1,7 @@
 //! The object types of SPEC section 2.
 
+use std::sync::Arc;
+
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, SimpleObject, ID};
 use auth_jwt::Role;
 use domain::{Book, BookCondition as Condition, BookCopy, Checkout, Patron};
@@ -186,7 +188,7 @@ impl CheckOut {
 }
 
 /// `type Patron`
-pub struct PatronObj(pub Patron);
+pub struct PatronObj(pub Arc<Patron>);
 
 #[Object(name = "Patron")]
 impl PatronObj {
@@ -258,7 +260,7 @@ impl PatronObj {
 }
 
 /// `type Book`
-pub struct BookObj(pub Book);
+pub struct BookObj(pub Arc<Book>);
 
 #[Object(name = "Book")]
 impl BookObj {
