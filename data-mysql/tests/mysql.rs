@@ -450,9 +450,9 @@ async fn close_lets_the_query_in_flight_finish() {
         .expect("a clean close after the drain");
 }
 
-#[tokio::test]
-async fn close_is_bounded_when_the_server_hangs() {
-    let db = TestDb::new().await;
+/// A freezable proxy to the test database, and settings that go through it (with a
+/// 1 s drain timeout).
+async fn through_proxy(db: &TestDb) -> (testkit::FreezableProxy, MysqlConfig) {
     let target: std::net::SocketAddr = format!("{}:{}", db.config.host, db.config.port)
         .parse()
         .expect("the harness's MySQL host is an IP address");
@@ -462,6 +462,13 @@ async fn close_is_bounded_when_the_server_hangs() {
     config.port = proxy.addr().port();
     config.drain_timeout = std::time::Duration::from_secs(1);
     config.prefer_socket = false; // through the proxy, not around it
+    (proxy, config)
+}
+
+#[tokio::test]
+async fn close_is_bounded_when_the_server_hangs() {
+    let db = TestDb::new().await;
+    let (proxy, config) = through_proxy(&db).await;
     let store = Arc::new(MysqlCheckouts::connect(&config).await.expect("connect"));
     store
         .list(&all(), None, Some(1))
@@ -498,15 +505,7 @@ async fn close_is_bounded_when_the_server_hangs() {
 #[tokio::test]
 async fn close_with_idle_connections_to_a_hung_server_is_bounded() {
     let db = TestDb::new().await;
-    let target: std::net::SocketAddr = format!("{}:{}", db.config.host, db.config.port)
-        .parse()
-        .expect("the harness's MySQL host is an IP address");
-    let proxy = testkit::FreezableProxy::start(target).await;
-    let mut config = db.config.clone();
-    config.host = proxy.addr().ip().to_string();
-    config.port = proxy.addr().port();
-    config.drain_timeout = std::time::Duration::from_secs(1);
-    config.prefer_socket = false; // through the proxy, not around it
+    let (proxy, config) = through_proxy(&db).await;
     let store = MysqlCheckouts::connect(&config).await.expect("connect");
     store
         .list(&all(), None, Some(1))

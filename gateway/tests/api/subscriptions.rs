@@ -73,9 +73,8 @@ async fn trigger_until_seen(app: &TestApp, ws: &mut Ws, upc: &str, data_type: &s
 
 const SUBSCRIPTION: &str = "subscription { checkoutStatusUpdate { id assetUpc userEmail checkinDate eventId patron { firstName } } }";
 
-/// Connects with `protocol`, sends `connection_init` with `payload`, expects the ack,
-/// then starts `SUBSCRIPTION` with the protocol's `start_type` message.
-async fn subscribed(app: &TestApp, protocol: &str, payload: Value, start_type: &str) -> Ws {
+/// Connects with `protocol`, sends `connection_init` with `payload`, expects the ack.
+async fn acknowledged(app: &TestApp, protocol: &str, payload: Value) -> Ws {
     let mut ws = connect(app, protocol).await;
     send(
         &mut ws,
@@ -87,6 +86,12 @@ async fn subscribed(app: &TestApp, protocol: &str, payload: Value, start_type: &
         .unwrap()
         .unwrap();
     assert_eq!(ack["type"], "connection_ack", "{ack}");
+    ws
+}
+
+/// `acknowledged`, then starts `SUBSCRIPTION` with the protocol's `start_type` message.
+async fn subscribed(app: &TestApp, protocol: &str, payload: Value, start_type: &str) -> Ws {
+    let mut ws = acknowledged(app, protocol, payload).await;
     send(
         &mut ws,
         json!({"id": "1", "type": start_type, "payload": {"query": SUBSCRIPTION}}),
@@ -162,17 +167,7 @@ contract!(bad_tokens_and_anonymous_subscribers_are_refused);
 /// A graphql-transport-ws subscription to `query` with `variables`.
 async fn subscribe_to(app: &TestApp, query: &str, variables: Value) -> Ws {
     let token = app.token("user3").await;
-    let mut ws = connect(app, "graphql-transport-ws").await;
-    send(
-        &mut ws,
-        json!({"type": "connection_init", "payload": {"authToken": token}}),
-    )
-    .await;
-    let ack = next(&mut ws, Duration::from_secs(10))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(ack["type"], "connection_ack", "{ack}");
+    let mut ws = acknowledged(app, "graphql-transport-ws", json!({"authToken": token})).await;
     send(
         &mut ws,
         json!({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}),
