@@ -1,24 +1,24 @@
 //! Legacy documents to domain types, and back for seeding. The mongo shell wrote
 //! numbers as doubles: every number is read as double, int32 or int64 alike.
 
-use bson::{doc, oid::ObjectId, Bson, Document};
+use bson::{doc, oid::ObjectId, Bson, Document, RawBsonRef, RawDocument};
 use domain::{Book, BookCondition, BookCopy, Patron};
 
 /// A whole number stored as any BSON number type.
-fn number(doc: &Document, key: &str) -> Option<i32> {
-    match doc.get(key)? {
-        Bson::Double(d) if d.is_finite() && d.fract() == 0.0 => Some(*d as i32),
-        Bson::Int32(i) => Some(*i),
-        Bson::Int64(i) => i32::try_from(*i).ok(),
+fn number(doc: &RawDocument, key: &str) -> Option<i32> {
+    match doc.get(key).ok()?? {
+        RawBsonRef::Double(d) if d.is_finite() && d.fract() == 0.0 => Some(d as i32),
+        RawBsonRef::Int32(i) => Some(i),
+        RawBsonRef::Int64(i) => i32::try_from(i).ok(),
         _ => None,
     }
 }
 
-fn text(doc: &Document, key: &str) -> Option<String> {
+fn text(doc: &RawDocument, key: &str) -> Option<String> {
     doc.get_str(key).ok().map(str::to_string)
 }
 
-fn id(doc: &Document) -> Option<String> {
+fn id(doc: &RawDocument) -> Option<String> {
     doc.get_object_id("_id").ok().map(|o| o.to_hex())
 }
 
@@ -27,7 +27,11 @@ pub(crate) fn patron_projection() -> Document {
     doc! { "_id": 1, "first_name": 1, "last_name": 1, "email": 1, "year_registered": 1, "phone_cell": 1 }
 }
 
-pub(crate) fn patron(doc: &Document) -> Option<Patron> {
+// Reads go straight from the wire bytes (`RawDocument`): building a `Document`
+// first allocated every key and value and was the largest cost of a page of
+// checkouts in the profile (bench/RESULTS.md).
+
+pub(crate) fn patron(doc: &RawDocument) -> Option<Patron> {
     Some(Patron {
         id: id(doc)?,
         year_registered: number(doc, "year_registered"),
@@ -38,12 +42,12 @@ pub(crate) fn patron(doc: &Document) -> Option<Patron> {
     })
 }
 
-pub(crate) fn book(doc: &Document) -> Option<Book> {
+pub(crate) fn book(doc: &RawDocument) -> Option<Book> {
     let copies = doc
         .get_array("copies")
         .map(|list| {
-            list.iter()
-                .filter_map(Bson::as_document)
+            list.into_iter()
+                .filter_map(|c| c.ok()?.as_document())
                 .filter_map(|c| {
                     Some(BookCopy {
                         library_upc: text(c, "libraryUPC")?,
@@ -109,6 +113,7 @@ mod tests {
     #[test]
     fn numbers_read_as_double_int_or_long() {
         let d = doc! {"a": 2009.0, "b": 2009_i32, "c": 2009_i64, "d": 20.5, "e": "x"};
+        let d = bson::RawDocumentBuf::from_document(&d).unwrap();
         assert_eq!(number(&d, "a"), Some(2009));
         assert_eq!(number(&d, "b"), Some(2009));
         assert_eq!(number(&d, "c"), Some(2009));

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bson::{doc, oid::ObjectId, Document};
+use bson::{doc, oid::ObjectId, Document, RawDocumentBuf};
 use domain::{Book, CatalogStore, Patron, StoreError, StoreErrorKind};
 use futures::TryStreamExt;
 use mongodb::options::{ClientOptions, Credential};
@@ -96,6 +96,11 @@ impl MongoCatalog {
         self.db.collection("books")
     }
 
+    /// The same collections read as raw documents (decoded lazily by `convert`).
+    fn raw(&self, name: &str) -> Collection<RawDocumentBuf> {
+        self.db.collection(name)
+    }
+
     /// The lookups' indexes; creating an existing index is a no-op in MongoDB.
     async fn ensure_indexes(&self) -> Result<(), Error> {
         let index = |keys: Document| IndexModel::builder().keys(keys).build();
@@ -177,7 +182,7 @@ impl MongoCatalog {
         limit: Option<i64>,
         sorted: bool,
     ) -> Result<Vec<Patron>, StoreError> {
-        let patrons = self.patrons_coll();
+        let patrons = self.raw("patrons");
         let mut find = patrons
             .find(filter)
             .projection(convert::patron_projection());
@@ -187,29 +192,29 @@ impl MongoCatalog {
         if let Some(n) = limit {
             find = find.limit(n);
         }
-        let docs: Vec<Document> = find
+        let docs: Vec<RawDocumentBuf> = find
             .await
             .map_err(store_error)?
             .try_collect()
             .await
             .map_err(store_error)?;
-        Ok(docs.iter().filter_map(convert::patron).collect())
+        Ok(docs.iter().filter_map(|d| convert::patron(d)).collect())
     }
 
     /// Books matching `filter`, in `_id` order when `sorted`.
     async fn find_books(&self, filter: Document, sorted: bool) -> Result<Vec<Book>, StoreError> {
-        let books = self.books_coll();
+        let books = self.raw("books");
         let mut find = books.find(filter);
         if sorted {
             find = find.sort(doc! {"_id": 1});
         }
-        let docs: Vec<Document> = find
+        let docs: Vec<RawDocumentBuf> = find
             .await
             .map_err(store_error)?
             .try_collect()
             .await
             .map_err(store_error)?;
-        Ok(docs.iter().filter_map(convert::book).collect())
+        Ok(docs.iter().filter_map(|d| convert::book(d)).collect())
     }
 }
 
