@@ -192,19 +192,50 @@ async fn a_resumed_subscriber_gets_exactly_what_followed_its_last_event() {
     hub.close().await.unwrap();
 }
 
-#[tokio::test]
-async fn close_returns_within_its_bound() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_under_load_returns_within_its_bound() {
     let mut config = config();
     config.call_timeout = Duration::from_secs(2);
-    let hub = EventHub::start(&config).await.unwrap();
-    let producer = EventProducer::new(&config).unwrap();
-    let closing = async {
-        producer.close().await.unwrap();
-        hub.close().await.unwrap();
+    let hub = std::sync::Arc::new(EventHub::start(&config).await.unwrap());
+    let mut rx = hub.subscribe();
+    let mut flowing = hub.subscribe();
+    let producer = std::sync::Arc::new(EventProducer::new(&config).unwrap());
+    let upc = unique_upc();
+    // Load: 500 events in flight while a subscriber drains them.
+    let publishing = {
+        let producer = std::sync::Arc::clone(&producer);
+        let upc = upc.clone();
+        tokio::spawn(async move {
+            let sends = (0..500).map(|i| {
+                let payload = serde_json::to_string(&event(i, &upc)).unwrap();
+                let producer = std::sync::Arc::clone(&producer);
+                let upc = upc.clone();
+                async move {
+                    producer
+                        .publish("checkout", &upc, &format!("{upc}-{i}"), &payload, now_ms())
+                        .await
+                }
+            });
+            futures::future::join_all(sends).await
+        })
     };
+    let draining = tokio::spawn(async move { while rx.recv().await.is_ok() {} });
+    next_for(&mut flowing, &upc).await; // the load is flowing
+    drop(flowing);
+    let closing = async {
+        producer.close().await.expect("producer flushed");
+        hub.close().await.expect("consumer closed");
+    };
+    // The bound under test: the flush's and the consumer's call timeouts (2 s each).
     tokio::time::timeout(Duration::from_secs(6), closing)
         .await
         .expect("closed within the bounds");
+    let sent = publishing.await.unwrap();
+    assert!(
+        sent.iter().all(Result::is_ok),
+        "the flush delivered what was queued"
+    );
+    draining.abort();
 }
 
 #[tokio::test]
