@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use domain::{CheckoutEvent, EventKind};
+use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -181,30 +182,59 @@ async fn run(
             () = stop.cancelled() => return,
             m = consumer.recv() => m,
         };
-        let message = match message {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "kafka consumer error");
-                continue;
+        // Everything else already received goes out with it, in publication order:
+        // librdkafka hands a fetch over partition by partition, and a subscriber
+        // that resumes after an event must have seen every event published before
+        // it (see `replay`). `recv` is cancellation safe: polling it once loses nothing.
+        let mut batch = Vec::new();
+        let mut next = Some(message);
+        while let Some(message) = next.take() {
+            match message {
+                Ok(m) => batch.extend(decode(&m)),
+                Err(e) => tracing::warn!(error = %e, "kafka consumer error"),
             }
-        };
-        let Some(delivered) = decode(&message) else {
-            continue;
-        };
-        if let Some(id) = &delivered.event_id {
-            if !seen_set.insert(id.clone()) {
-                continue; // a redelivery
-            }
-            seen.push_back(id.clone());
-            if seen.len() > DEDUP_WINDOW {
-                if let Some(old) = seen.pop_front() {
-                    seen_set.remove(&old);
+            next = consumer.recv().now_or_never();
+        }
+        for delivered in in_publication_order(batch) {
+            if let Some(id) = &delivered.event_id {
+                if !seen_set.insert(id.clone()) {
+                    continue; // a redelivery
+                }
+                seen.push_back(id.clone());
+                if seen.len() > DEDUP_WINDOW {
+                    if let Some(old) = seen.pop_front() {
+                        seen_set.remove(&old);
+                    }
                 }
             }
+            // No subscriber is fine: live events are not stored here.
+            let _ = sender.send(Arc::new(delivered));
         }
-        // No subscriber is fine: live events are not stored here.
-        let _ = sender.send(Arc::new(delivered));
     }
+}
+
+/// Merges a batch by publication order (`Delivered::position`) across partitions
+/// while keeping each partition's own order, whatever its timestamps say.
+fn in_publication_order(batch: Vec<Delivered>) -> Vec<Delivered> {
+    let mut queues: Vec<VecDeque<Delivered>> = Vec::new();
+    for d in batch {
+        match queues.iter_mut().find(|q| {
+            q.front()
+                .is_some_and(|f| f.kind == d.kind && f.partition == d.partition)
+        }) {
+            Some(q) => q.push_back(d),
+            None => queues.push(VecDeque::from([d])),
+        }
+    }
+    let mut out = Vec::new();
+    while let Some(q) = queues
+        .iter_mut()
+        .filter(|q| !q.is_empty())
+        .min_by_key(|q| q.front().map(Delivered::position))
+    {
+        out.extend(q.pop_front());
+    }
+    out
 }
 
 #[async_trait]
@@ -230,5 +260,52 @@ impl shutdown::Closeable for EventHub {
             Ok(_) => Ok(()),
             Err(_) => Err(Box::new(Error::Timeout)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(kind: EventKind, partition: i32, offset: i64, ts: i64) -> Delivered {
+        Delivered {
+            event_id: Some(format!("{kind:?}-{partition}-{offset}")),
+            kind,
+            event: CheckoutEvent {
+                id: 1,
+                user_email: "a@b.org".into(),
+                asset_upc: "9000000001".into(),
+                checkout_date: "2019-01-01T10:00:00.000Z".into(),
+                checkin_date: None,
+            },
+            partition,
+            offset,
+            timestamp_ms: ts,
+        }
+    }
+
+    #[test]
+    fn a_batch_goes_out_in_publication_order_and_each_partition_in_its_own() {
+        use EventKind::{Checkin, Checkout};
+        // As a fetch hands them over: partition by partition.
+        let batch = vec![
+            at(Checkout, 1, 7, 30),
+            at(Checkout, 1, 8, 10), // a foreign producer's clock: stays after offset 7
+            at(Checkout, 0, 3, 20),
+            at(Checkin, 1, 5, 25),
+        ];
+        let order: Vec<_> = in_publication_order(batch)
+            .into_iter()
+            .map(|d| (d.kind, d.partition, d.offset))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                (Checkout, 0, 3),
+                (Checkin, 1, 5),
+                (Checkout, 1, 7),
+                (Checkout, 1, 8)
+            ]
+        );
     }
 }
