@@ -10,6 +10,12 @@ fn config() -> MongoConfig {
 
 async fn demo() -> MongoCatalog {
     let catalog = MongoCatalog::connect(&config()).await.expect("connect");
+    seed(&catalog).await;
+    catalog
+}
+
+/// Loads the demo patrons and books.
+async fn seed(catalog: &MongoCatalog) {
     catalog
         .insert_demo(
             &demo_data::patrons(),
@@ -18,7 +24,6 @@ async fn demo() -> MongoCatalog {
         )
         .await
         .expect("seed");
-    catalog
 }
 
 #[tokio::test]
@@ -314,14 +319,7 @@ mod outage {
 
         let mut second = server(port);
         until_up(&catalog).await;
-        catalog
-            .insert_demo(
-                &demo_data::patrons(),
-                &demo_data::books(),
-                demo_data::has_postal_code,
-            )
-            .await
-            .unwrap();
+        super::seed(&catalog).await;
         assert_eq!(
             catalog.books().await.unwrap().len(),
             10,

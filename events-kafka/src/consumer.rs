@@ -215,7 +215,7 @@ async fn run(
 
 /// Merges a batch by publication order (`Delivered::position`) across partitions
 /// while keeping each partition's own order, whatever its timestamps say.
-fn in_publication_order(batch: Vec<Delivered>) -> Vec<Delivered> {
+pub(crate) fn in_publication_order(batch: Vec<Delivered>) -> Vec<Delivered> {
     let mut queues: Vec<VecDeque<Delivered>> = Vec::new();
     for d in batch {
         match queues.iter_mut().find(|q| {
@@ -264,12 +264,19 @@ impl shutdown::Closeable for EventHub {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn at(kind: EventKind, partition: i32, offset: i64, ts: i64) -> Delivered {
+    /// An event of copy 9000000001 at a given place and time (shared with `replay`).
+    pub(crate) fn delivered(
+        id: &str,
+        kind: EventKind,
+        partition: i32,
+        offset: i64,
+        ts: i64,
+    ) -> Delivered {
         Delivered {
-            event_id: Some(format!("{kind:?}-{partition}-{offset}")),
+            event_id: Some(id.into()),
             kind,
             event: CheckoutEvent {
                 id: 1,
@@ -282,6 +289,16 @@ mod tests {
             offset,
             timestamp_ms: ts,
         }
+    }
+
+    fn at(kind: EventKind, partition: i32, offset: i64, ts: i64) -> Delivered {
+        delivered(
+            &format!("{kind:?}-{partition}-{offset}"),
+            kind,
+            partition,
+            offset,
+            ts,
+        )
     }
 
     #[test]

@@ -16,7 +16,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::consumer::decode;
+use crate::consumer::{decode, in_publication_order};
 use crate::{Delivered, Error, KafkaConfig};
 
 /// How far before the event's creation time the search starts: the relay publishes
@@ -140,8 +140,9 @@ fn read_log(
     let starts = consumer
         .offsets_for_times(by_time, timeout)
         .map_err(kafka)?;
+    // The partitions still being read; each ends at its `covered` offset.
     let mut assignment = TopicPartitionList::new();
-    let mut pending: HashMap<(String, i32), i64> = HashMap::new();
+    let mut pending = HashSet::new();
     for e in starts.elements() {
         let Some(kind) = EventKind::from_topic(e.topic()) else {
             continue;
@@ -152,7 +153,7 @@ fn read_log(
                 assignment
                     .add_partition_offset(e.topic(), e.partition(), Offset::Offset(start))
                     .map_err(kafka)?;
-                pending.insert((e.topic().to_string(), e.partition()), end);
+                pending.insert((kind, e.partition()));
             }
         }
     }
@@ -172,8 +173,14 @@ fn read_log(
             Some(Err(e)) => return Err(kafka(e)),
             Some(Ok(m)) => m,
         };
-        let key = (message.topic().to_string(), message.partition());
-        let Some(end) = pending.get(&key).copied() else {
+        let Some(kind) = EventKind::from_topic(message.topic()) else {
+            continue;
+        };
+        let key = (kind, message.partition());
+        if !pending.contains(&key) {
+            continue;
+        }
+        let Some(&end) = covered.get(&key) else {
             continue;
         };
         if message.offset() >= end - 1 {
@@ -191,9 +198,10 @@ fn read_log(
     })
 }
 
-/// The events that follow `after` in publication order, each event id once.
-fn after_event(mut read: Vec<Delivered>, after: &str) -> Result<Vec<Arc<Delivered>>, ReplayError> {
-    read.sort_by_key(Delivered::position);
+/// The events that follow `after` in publication order (the hub's own merge),
+/// each event id once.
+fn after_event(read: Vec<Delivered>, after: &str) -> Result<Vec<Arc<Delivered>>, ReplayError> {
+    let read = in_publication_order(read);
     let at = read
         .iter()
         .position(|d| d.event_id.as_deref() == Some(after))
@@ -211,23 +219,10 @@ fn after_event(mut read: Vec<Delivered>, after: &str) -> Result<Vec<Arc<Delivere
 #[cfg(test)]
 mod tests {
     use super::*;
-    use domain::CheckoutEvent;
+    use crate::consumer::tests::delivered;
 
     fn at(id: &str, kind: EventKind, ts: i64, partition: i32, offset: i64) -> Delivered {
-        Delivered {
-            event_id: Some(id.into()),
-            kind,
-            event: CheckoutEvent {
-                id: 1,
-                user_email: "a@b.org".into(),
-                asset_upc: "9000000001".into(),
-                checkout_date: "2019-01-01T10:00:00.000Z".into(),
-                checkin_date: None,
-            },
-            partition,
-            offset,
-            timestamp_ms: ts,
-        }
+        delivered(id, kind, partition, offset, ts)
     }
 
     #[test]

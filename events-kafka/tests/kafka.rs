@@ -140,14 +140,21 @@ async fn a_resumed_subscriber_gets_exactly_what_followed_its_last_event() {
 
     // A client saw ids[0] on `checkoutStatusUpdate` (both topics), then reconnected.
     let both = [EventKind::Checkout, EventKind::Checkin];
+    // This test's events among everything the shared topics replay.
+    let ours = |replay: &events_kafka::Replay| -> Vec<String> {
+        replay
+            .events
+            .iter()
+            .filter(|d| d.event.asset_upc == upc)
+            .map(|d| d.event_id.clone().unwrap())
+            .collect()
+    };
     let replay = hub.replay_after(&both, &ids[0]).await.expect("replay");
-    let replayed: Vec<_> = replay
-        .events
-        .iter()
-        .filter(|d| d.event.asset_upc == upc)
-        .map(|d| d.event_id.clone().unwrap())
-        .collect();
-    assert_eq!(replayed, ids[1..], "what followed, in publication order");
+    assert_eq!(
+        ours(&replay),
+        ids[1..],
+        "what followed, in publication order"
+    );
     assert!(
         live.iter().all(|d| replay.covered.covers(d)),
         "live events the replay read are skipped"
@@ -158,13 +165,7 @@ async fn a_resumed_subscriber_gets_exactly_what_followed_its_last_event() {
         .replay_after(&[EventKind::Checkout], &ids[0])
         .await
         .unwrap();
-    let replayed: Vec<_> = replay
-        .events
-        .iter()
-        .filter(|d| d.event.asset_upc == upc)
-        .map(|d| d.event_id.clone().unwrap())
-        .collect();
-    assert_eq!(replayed, [ids[2].clone()]);
+    assert_eq!(ours(&replay), [ids[2].clone()]);
 
     // A later event is not covered: it reaches the client live.
     let payload = serde_json::to_string(&event(9, &upc)).unwrap();

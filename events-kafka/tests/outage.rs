@@ -2,6 +2,8 @@
 //! the harness's cache) is frozen with SIGSTOP for 10 s while 100 events are written,
 //! then resumed; the subscriber receives all 100, each once, in order per asset.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -95,15 +97,7 @@ fn start_broker() -> Broker {
 }
 
 async fn fresh_store() -> (MysqlCheckouts, MysqlConfig) {
-    let s = testkit::services();
-    let mut base = MysqlConfig::new(
-        s.var("MYSQL_HOST"),
-        s.var("MYSQL_USER"),
-        s.var("MYSQL_PASSWORD"),
-        "x",
-    );
-    base.port = s.var("MYSQL_PORT").parse().unwrap();
-    let config = base.with_database(&testkit::unique_name("cl_test"));
+    let config = common::fresh_mysql_config();
     MysqlCheckouts::create_database(&config).await.unwrap();
     (MysqlCheckouts::connect(&config).await.unwrap(), config)
 }

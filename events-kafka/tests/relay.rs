@@ -2,12 +2,14 @@
 //! the instance holding the lease, and a standby takes over when the holder leaves.
 //! Against the harness's MariaDB and broker.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use data_mysql::{MysqlCheckouts, MysqlConfig};
+use data_mysql::MysqlCheckouts;
 use domain::{CheckoutStore, Outbox, OutboxEvent, StoreError};
 use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
 use shutdown::Closeable;
@@ -48,18 +50,6 @@ impl Instance {
     }
 }
 
-fn mysql_config() -> MysqlConfig {
-    let s = testkit::services();
-    let mut base = MysqlConfig::new(
-        s.var("MYSQL_HOST"),
-        s.var("MYSQL_USER"),
-        s.var("MYSQL_PASSWORD"),
-        "x",
-    );
-    base.port = s.var("MYSQL_PORT").parse().unwrap();
-    base.with_database(&testkit::unique_name("cl_test"))
-}
-
 /// A 10-character UPC unique to this run, so other tests' events do not mix in.
 fn upc(run: &str, i: usize) -> String {
     format!("{run}{i:02}")
@@ -98,7 +88,7 @@ async fn until_all_sent(store: &MysqlCheckouts) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_never_publish_a_row_twice_and_a_standby_takes_over() {
-    let db = mysql_config();
+    let db = common::fresh_mysql_config();
     MysqlCheckouts::create_database(&db).await.unwrap();
     let a = Arc::new(Instance {
         store: MysqlCheckouts::connect(&db).await.unwrap(),

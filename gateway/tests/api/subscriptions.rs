@@ -195,14 +195,7 @@ async fn events_for(ws: &mut Ws, upc: &str, n: usize) -> Vec<Value> {
 
 async fn a_client_resuming_after_its_last_event_misses_nothing(app: &TestApp) {
     let upc = "9000000032";
-    let token = app.token("user3").await;
-    let mut ws = subscribed(
-        app,
-        "graphql-transport-ws",
-        json!({"authToken": token}),
-        "subscribe",
-    )
-    .await;
+    let mut ws = subscribe_to(app, SUBSCRIPTION, json!({})).await;
     let seen = trigger_until_seen(app, &mut ws, upc, "next").await;
     let last_seen = seen["eventId"].as_str().expect("an eventId").to_string();
     drop(ws); // the client goes away
