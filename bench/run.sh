@@ -36,7 +36,7 @@ PIDS+=($!)
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$MONGO_PORT) 2>/dev/null && break; sleep 0.1; done
 
 export MONGO_URL="mongodb://127.0.0.1:$MONGO_PORT" MYSQL_DATABASE=central-library-bench MONGO_DATABASE=central-library-bench
-cargo build -q --release -p gateway --bins
+cargo build -q --release -p gateway --bins --example ceiling
 ./target/release/seed --reset --checkouts "$CHECKOUTS" >/dev/null
 
 TOKEN=$(curl -fsS -XPOST "$DEV_KEY_SERVICE_URL/login" -H 'content-type: application/json' \
@@ -75,6 +75,8 @@ run() { # name query
 }
 
 echo "checkouts=$CHECKOUTS connections=$CONNECTIONS duration=${DURATION}s cores=$(nproc)"
+# The ceiling: the page's three round trips alone, same connectors, no HTTP or GraphQL.
+./target/release/examples/ceiling "$DURATION" "$CONNECTIONS"
 run checkouts '{ checkouts(next: 50) { id patron { firstName } book { title } } }'
 run books '{ books { title } }'
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$GW/status")
