@@ -5,8 +5,8 @@ use bson::{doc, oid::ObjectId, Bson, Document, RawBsonRef, RawDocument};
 use domain::{Book, BookCondition, BookCopy, Patron};
 
 /// A whole number stored as any BSON number type.
-fn number(doc: &RawDocument, key: &str) -> Option<i32> {
-    match doc.get(key).ok()?? {
+fn number(value: RawBsonRef<'_>) -> Option<i32> {
+    match value {
         RawBsonRef::Double(d) if d.is_finite() && d.fract() == 0.0 => Some(d as i32),
         RawBsonRef::Int32(i) => Some(i),
         RawBsonRef::Int64(i) => i32::try_from(i).ok(),
@@ -14,12 +14,12 @@ fn number(doc: &RawDocument, key: &str) -> Option<i32> {
     }
 }
 
-fn text(doc: &RawDocument, key: &str) -> Option<String> {
-    doc.get_str(key).ok().map(str::to_string)
+fn text(value: RawBsonRef<'_>) -> Option<String> {
+    value.as_str().map(str::to_string)
 }
 
-fn id(doc: &RawDocument) -> Option<String> {
-    doc.get_object_id("_id").ok().map(|o| o.to_hex())
+fn id(value: RawBsonRef<'_>) -> Option<String> {
+    value.as_object_id().map(|o| o.to_hex())
 }
 
 /// The fields a patron read returns; `postal_code` is never fetched.
@@ -29,42 +29,111 @@ pub(crate) fn patron_projection() -> Document {
 
 // Reads go straight from the wire bytes (`RawDocument`): building a `Document`
 // first allocated every key and value and was the largest cost of a page of
-// checkouts in the profile (bench/RESULTS.md).
+// checkouts in the profile (bench/RESULTS.md). Each document is walked once:
+// `RawDocument::get` scans from the start for every key it is asked.
+
+/// A field's value as the first occurrence of its key gives it (as `get` would).
+struct Field<T>(Option<Option<T>>);
+
+impl<T> Field<T> {
+    fn new() -> Self {
+        Field(None)
+    }
+
+    fn read(&mut self, value: RawBsonRef<'_>, convert: impl FnOnce(RawBsonRef<'_>) -> Option<T>) {
+        if self.0.is_none() {
+            self.0 = Some(convert(value));
+        }
+    }
+
+    fn get(self) -> Option<T> {
+        self.0.flatten()
+    }
+}
+
+/// Calls `each` with every readable (key, value) of `doc`, in order.
+fn walk<'a>(doc: &'a RawDocument, mut each: impl FnMut(&'a str, RawBsonRef<'a>)) {
+    for element in doc.iter_elements().flatten() {
+        if let Ok(value) = element.value() {
+            each(element.key(), value);
+        }
+    }
+}
 
 pub(crate) fn patron(doc: &RawDocument) -> Option<Patron> {
+    let (mut id_, mut year, mut first, mut last, mut email, mut phone) = (
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+    );
+    walk(doc, |key, value| match key {
+        "_id" => id_.read(value, id),
+        "year_registered" => year.read(value, number),
+        "first_name" => first.read(value, text),
+        "last_name" => last.read(value, text),
+        "email" => email.read(value, text),
+        "phone_cell" => phone.read(value, text),
+        _ => {}
+    });
     Some(Patron {
-        id: id(doc)?,
-        year_registered: number(doc, "year_registered"),
-        first_name: text(doc, "first_name"),
-        last_name: text(doc, "last_name"),
-        email: text(doc, "email"),
-        phone_cell: text(doc, "phone_cell"),
+        id: id_.get()?,
+        year_registered: year.get(),
+        first_name: first.get(),
+        last_name: last.get(),
+        email: email.get(),
+        phone_cell: phone.get(),
     })
 }
 
+fn copy(value: RawBsonRef<'_>) -> Option<BookCopy> {
+    let (mut upc, mut condition) = (Field::new(), Field::new());
+    walk(value.as_document()?, |key, value| match key {
+        "libraryUPC" => upc.read(value, text),
+        "condition" => condition.read(value, |v| BookCondition::parse(v.as_str()?)),
+        _ => {}
+    });
+    Some(BookCopy {
+        library_upc: upc.get()?,
+        condition: condition.get()?,
+    })
+}
+
+fn copies(value: RawBsonRef<'_>) -> Option<Vec<BookCopy>> {
+    let list = value.as_array()?;
+    Some(list.into_iter().filter_map(|c| copy(c.ok()?)).collect())
+}
+
 pub(crate) fn book(doc: &RawDocument) -> Option<Book> {
-    let copies = doc
-        .get_array("copies")
-        .map(|list| {
-            list.into_iter()
-                .filter_map(|c| c.ok()?.as_document())
-                .filter_map(|c| {
-                    Some(BookCopy {
-                        library_upc: text(c, "libraryUPC")?,
-                        condition: BookCondition::parse(c.get_str("condition").ok()?)?,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let (mut id_, mut title, mut author, mut year, mut genre, mut isbn, mut copies_) = (
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+        Field::new(),
+    );
+    walk(doc, |key, value| match key {
+        "_id" => id_.read(value, id),
+        "title" => title.read(value, text),
+        "author" => author.read(value, text),
+        "yearPublished" => year.read(value, number),
+        "genre" => genre.read(value, text),
+        "isbn_13" => isbn.read(value, text),
+        "copies" => copies_.read(value, copies),
+        _ => {}
+    });
     Some(Book {
-        id: id(doc)?,
-        title: text(doc, "title").unwrap_or_default(),
-        author: text(doc, "author").unwrap_or_default(),
-        year_published: number(doc, "yearPublished").unwrap_or_default(),
-        genre: text(doc, "genre").unwrap_or_default(),
-        isbn13: text(doc, "isbn_13").unwrap_or_default(),
-        copies,
+        id: id_.get()?,
+        title: title.get().unwrap_or_default(),
+        author: author.get().unwrap_or_default(),
+        year_published: year.get().unwrap_or_default(),
+        genre: genre.get().unwrap_or_default(),
+        isbn13: isbn.get().unwrap_or_default(),
+        copies: copies_.get().unwrap_or_default(),
     })
 }
 
@@ -110,15 +179,55 @@ pub(crate) fn book_doc(b: &Book) -> Option<Document> {
 mod tests {
     use super::*;
 
+    fn raw(d: &Document) -> bson::RawDocumentBuf {
+        bson::RawDocumentBuf::from_document(d).unwrap()
+    }
+
     #[test]
     fn numbers_read_as_double_int_or_long() {
-        let d = doc! {"a": 2009.0, "b": 2009_i32, "c": 2009_i64, "d": 20.5, "e": "x"};
-        let d = bson::RawDocumentBuf::from_document(&d).unwrap();
-        assert_eq!(number(&d, "a"), Some(2009));
-        assert_eq!(number(&d, "b"), Some(2009));
-        assert_eq!(number(&d, "c"), Some(2009));
-        assert_eq!(number(&d, "d"), None);
-        assert_eq!(number(&d, "e"), None);
-        assert_eq!(number(&d, "missing"), None);
+        let patron_with = |year: Bson| {
+            patron(&raw(
+                &doc! {"_id": ObjectId::new(), "year_registered": year},
+            ))
+            .unwrap()
+            .year_registered
+        };
+        assert_eq!(patron_with(Bson::Double(2009.0)), Some(2009));
+        assert_eq!(patron_with(Bson::Int32(2009)), Some(2009));
+        assert_eq!(patron_with(Bson::Int64(2009)), Some(2009));
+        assert_eq!(patron_with(Bson::Double(20.5)), None);
+        assert_eq!(patron_with(Bson::String("x".into())), None);
+    }
+
+    #[test]
+    fn documents_round_trip_and_wrong_types_read_as_absent() {
+        let id = ObjectId::new();
+        let p = Patron {
+            id: id.to_hex(),
+            year_registered: Some(2011),
+            first_name: Some("Ada".into()),
+            last_name: None,
+            email: Some("ada@example.com".into()),
+            phone_cell: Some("555".into()),
+        };
+        assert_eq!(patron(&raw(&patron_doc(&p, Some("N1")).unwrap())), Some(p));
+        let odd = patron(&raw(&doc! {"_id": id, "first_name": 7, "email": "a@b.c"})).unwrap();
+        assert_eq!(odd.first_name, None);
+        assert_eq!(odd.email.as_deref(), Some("a@b.c"));
+        assert_eq!(patron(&raw(&doc! {"first_name": "no id"})), None);
+
+        let b = Book {
+            id: ObjectId::new().to_hex(),
+            title: "T".into(),
+            author: "A".into(),
+            year_published: 1999,
+            genre: "G".into(),
+            isbn13: "978".into(),
+            copies: vec![BookCopy {
+                library_upc: "u1".into(),
+                condition: BookCondition::Fair,
+            }],
+        };
+        assert_eq!(book(&raw(&book_doc(&b).unwrap())), Some(b));
     }
 }

@@ -1,14 +1,13 @@
 //! `MongoCatalog`: the domain's `CatalogStore` on the legacy collections.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bson::{doc, oid::ObjectId, Document, RawDocumentBuf};
+use bson::{doc, oid::ObjectId, Document, RawDocument, RawDocumentBuf};
 use domain::{Book, CatalogStore, Patron, StoreError, StoreErrorKind};
-use futures::TryStreamExt;
 use mongodb::options::{ClientOptions, Credential};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::{Client, Collection, Cursor, Database, IndexModel};
 use secrecy::ExposeSecret;
 
 use crate::{convert, MongoConfig};
@@ -192,13 +191,7 @@ impl MongoCatalog {
         if let Some(n) = limit {
             find = find.limit(n);
         }
-        let docs: Vec<RawDocumentBuf> = find
-            .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
-        Ok(docs.iter().filter_map(|d| convert::patron(d)).collect())
+        read_all(find.await.map_err(store_error)?, convert::patron).await
     }
 
     /// Books matching `filter`, in `_id` order when `sorted`.
@@ -208,14 +201,21 @@ impl MongoCatalog {
         if sorted {
             find = find.sort(doc! {"_id": 1});
         }
-        let docs: Vec<RawDocumentBuf> = find
-            .await
-            .map_err(store_error)?
-            .try_collect()
-            .await
-            .map_err(store_error)?;
-        Ok(docs.iter().filter_map(|d| convert::book(d)).collect())
+        read_all(find.await.map_err(store_error)?, convert::book).await
     }
+}
+
+/// Converts every document of `cursor` where it lies in the reply batch (no copy
+/// per document); documents that do not convert are skipped.
+async fn read_all<T>(
+    mut cursor: Cursor<RawDocumentBuf>,
+    convert: impl Fn(&RawDocument) -> Option<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    while cursor.advance().await.map_err(store_error)? {
+        out.extend(convert(cursor.current()));
+    }
+    Ok(out)
 }
 
 #[async_trait]
@@ -299,10 +299,11 @@ impl CatalogStore for MongoCatalog {
         let books = self
             .find_books(doc! {"copies.libraryUPC": {"$in": upcs}}, false)
             .await?;
+        let wanted: HashSet<&str> = upcs.iter().map(String::as_str).collect();
         let mut by_upc = HashMap::new();
         for book in books {
             for copy in &book.copies {
-                if upcs.contains(&copy.library_upc) {
+                if wanted.contains(copy.library_upc.as_str()) {
                     by_upc.insert(copy.library_upc.clone(), book.clone());
                 }
             }
