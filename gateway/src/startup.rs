@@ -76,7 +76,7 @@ impl Application {
             coordinator.register(c);
         }
         let metrics = Metrics::new(backends.samplers).context("metrics")?;
-        let schema = graphql::build(
+        let schemas = graphql::build(
             counted(backends.stores, &metrics),
             Limits {
                 depth: settings.max_depth,
@@ -87,7 +87,7 @@ impl Application {
         );
         let websockets = WsTracker::default();
         let state = web::Data::new(HttpState {
-            schema,
+            schemas,
             verifier: backends.verifier,
             readiness: readiness.clone(),
             production: settings.production,

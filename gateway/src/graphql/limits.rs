@@ -1,12 +1,12 @@
 //! What one operation may ask for: depth and complexity (async-graphql's own
-//! checks) and aliases (an extension here: async-graphql has no alias limit, and
-//! aliases let one request repeat an expensive field many times).
+//! checks) and aliases (checked here: async-graphql has no alias limit, and aliases
+//! let one request repeat an expensive field many times).
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult, Variables};
 
 /// Limits on what one operation may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +30,36 @@ impl Default for Limits {
 }
 
 /// Refuses documents with more than this many aliased fields, before validation
-/// and before any data is read.
-pub(crate) struct AliasLimit(pub usize);
+/// and before any data is read: [`AliasLimit::check`] for HTTP, the extension for
+/// WebSocket operations (see [`super::Schemas`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AliasLimit(pub usize);
+
+impl AliasLimit {
+    /// Checks the request's document, parsed once: the schema executes the parsed
+    /// document it leaves in the request. A document that does not parse passes,
+    /// for execution to report the syntax error.
+    pub fn check(&self, request: &mut Request) -> ServerResult<()> {
+        match request.parsed_query() {
+            Ok(document) => self.check_document(document),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn check_document(&self, document: &ExecutableDocument) -> ServerResult<()> {
+        let aliases = count_aliases(document);
+        if aliases > self.0 {
+            return Err(ServerError::new(
+                format!(
+                    "Query uses too many aliases: {aliases} (at most {})",
+                    self.0
+                ),
+                None,
+            ));
+        }
+        Ok(())
+    }
+}
 
 impl ExtensionFactory for AliasLimit {
     fn create(&self) -> Arc<dyn Extension> {
@@ -49,16 +77,7 @@ impl Extension for AliasLimit {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&document);
-        if aliases > self.0 {
-            return Err(ServerError::new(
-                format!(
-                    "Query uses too many aliases: {aliases} (at most {})",
-                    self.0
-                ),
-                None,
-            ));
-        }
+        self.check_document(&document)?;
         Ok(document)
     }
 }

@@ -16,7 +16,7 @@ mod types;
 use async_graphql::Schema;
 
 pub use context::{Stores, Viewer};
-pub use limits::Limits;
+pub use limits::{AliasLimit, Limits};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 pub use subscription::SubscriptionRoot;
@@ -24,18 +24,41 @@ pub use subscription::SubscriptionRoot;
 /// The schema type.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// Builds the schema over `stores`. In production, introspection is off.
-pub fn build(stores: Stores, limits: Limits, production: bool) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-        .data(stores)
-        .register_output_type::<types::UserRole>()
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .extension(limits::AliasLimit(limits.aliases));
-    if production {
-        builder = builder.disable_introspection();
+/// The schema, built twice over the same stores. When a schema has any extension,
+/// async-graphql runs every field and list item through the extension chain and
+/// formats type names for each (about a fifth of a checkouts page's CPU in the
+/// profile, bench/RESULTS.md). So the HTTP schema has none and its handler applies
+/// [`AliasLimit::check`] to the parsed document; the WebSocket schema, whose
+/// operations arrive inside the protocol, applies the same limit as an extension.
+pub struct Schemas {
+    /// For `POST` and `GET /graphql`: no extensions.
+    pub http: AppSchema,
+    /// For WebSocket connections: the alias limit as an extension.
+    pub websocket: AppSchema,
+    /// The alias limit the HTTP handler applies.
+    pub aliases: AliasLimit,
+}
+
+/// Builds the schemas over `stores`. In production, introspection is off.
+pub fn build(stores: Stores, limits: Limits, production: bool) -> Schemas {
+    let builder = || {
+        let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+            .data(stores.clone())
+            .register_output_type::<types::UserRole>()
+            .limit_depth(limits.depth)
+            .limit_complexity(limits.complexity);
+        if production {
+            builder.disable_introspection()
+        } else {
+            builder
+        }
+    };
+    let aliases = AliasLimit(limits.aliases);
+    Schemas {
+        http: builder().finish(),
+        websocket: builder().extension(aliases).finish(),
+        aliases,
     }
-    builder.finish()
 }
 
 /// The schema as SDL (for the snapshot test and `gateway --print-schema`).

@@ -199,7 +199,7 @@ pub async fn get(
     if !csrf_safe(req.headers()) {
         return error_response(StatusCode::BAD_REQUEST, CSRF_MESSAGE, "BAD_REQUEST");
     }
-    let request = match async_graphql::http::parse_query_string(req.query_string()) {
+    let mut request = match async_graphql::http::parse_query_string(req.query_string()) {
         Ok(r) => r,
         Err(e) => {
             return error_response(
@@ -209,7 +209,7 @@ pub async fn get(
             )
         }
     };
-    if !is_query_only(&request) {
+    if !is_query_only(&mut request) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations and subscriptions are not allowed over GET; use POST",
@@ -231,12 +231,13 @@ pub async fn method_not_allowed() -> HttpResponse {
 }
 
 /// Whether the operation a GET would run is a query. Unparseable documents pass:
-/// execution reports the syntax error.
-fn is_query_only(request: &Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&request.query) else {
+/// execution reports the syntax error. The parsed document stays in the request.
+fn is_query_only(request: &mut Request) -> bool {
+    let operation_name = request.operation_name.clone();
+    let Ok(doc) = request.parsed_query() else {
         return true;
     };
-    match (&doc.operations, request.operation_name.as_deref()) {
+    match (&doc.operations, operation_name.as_deref()) {
         (DocumentOperations::Single(op), _) => op.node.ty == OperationType::Query,
         (DocumentOperations::Multiple(ops), Some(name)) => ops
             .get(name)
@@ -248,12 +249,13 @@ fn is_query_only(request: &Request) -> bool {
     }
 }
 
-async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> HttpResponse {
+async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> HttpResponse {
     let viewer = match authenticate(state, req).await {
         Ok(v) => v,
         Err(resp) => return resp,
     };
-    let stores = match state.schema.data::<Stores>() {
+    let schema = &state.schemas.http;
+    let stores = match schema.data::<Stores>() {
         Some(s) => s,
         None => {
             return error_response(
@@ -266,10 +268,10 @@ async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> Http
     let loaders = Loaders::new(&stores.catalog, &stores.checkouts);
     let operation = request.operation_name.clone().unwrap_or_default();
     let started = std::time::Instant::now();
-    let response = state
-        .schema
-        .execute(request.data(viewer).data(loaders))
-        .await;
+    let response = match state.schemas.aliases.check(&mut request) {
+        Err(refused) => Response::from_errors(vec![refused]),
+        Ok(()) => schema.execute(request.data(viewer).data(loaders)).await,
+    };
     let (status, response) = finish(response, state.production);
     let codes: Vec<String> = response
         .errors
@@ -373,15 +375,15 @@ mod tests {
     #[test]
     fn get_allows_queries_only() {
         let r = |q: &str| Request::new(q);
-        assert!(is_query_only(&r("{ books { title } }")));
-        assert!(is_query_only(&r("query Q { books { title } }")));
-        assert!(!is_query_only(&r(
+        assert!(is_query_only(&mut r("{ books { title } }")));
+        assert!(is_query_only(&mut r("query Q { books { title } }")));
+        assert!(!is_query_only(&mut r(
             "mutation { checkinAsset(assetUpc: \"1\") { id } }"
         )));
-        assert!(!is_query_only(&r("subscription { checkout { id } }")));
+        assert!(!is_query_only(&mut r("subscription { checkout { id } }")));
         let two = "query A { books { title } } mutation B { checkinAsset(assetUpc: \"1\") { id } }";
-        assert!(!is_query_only(&Request::new(two).operation_name("B")));
-        assert!(is_query_only(&Request::new(two).operation_name("A")));
-        assert!(!is_query_only(&Request::new(two)));
+        assert!(!is_query_only(&mut Request::new(two).operation_name("B")));
+        assert!(is_query_only(&mut Request::new(two).operation_name("A")));
+        assert!(!is_query_only(&mut Request::new(two)));
     }
 }

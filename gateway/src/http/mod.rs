@@ -18,12 +18,12 @@ pub use health::DependencyCheck;
 pub use metrics::{Metrics, Sampler};
 pub use ws::WsTracker;
 
-use crate::graphql::AppSchema;
+use crate::graphql::Schemas;
 
 /// What every handler shares.
 pub struct HttpState {
-    /// The schema.
-    pub schema: AppSchema,
+    /// The schemas (HTTP and WebSocket).
+    pub schemas: Schemas,
     /// Token verification.
     pub verifier: Verifier,
     /// Starting / ready / draining.

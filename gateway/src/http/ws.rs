@@ -110,8 +110,9 @@ async fn serve(
 ) {
     let (to_graphql, from_client) = futures::channel::mpsc::unbounded::<Vec<u8>>();
     let verifier = state.verifier.clone();
-    let stores = state.schema.data::<Stores>().cloned();
-    let mut graphql = WebSocket::new(state.schema.clone(), from_client, protocol)
+    let schema = &state.schemas.websocket;
+    let stores = schema.data::<Stores>().cloned();
+    let mut graphql = WebSocket::new(schema.clone(), from_client, protocol)
         .on_connection_init(move |payload| async move {
             let viewer = match auth_jwt::connection_init_token(&payload) {
                 Err(e) => return Err(async_graphql::Error::new(format!("{FORBIDDEN}{e}"))),

@@ -248,3 +248,34 @@ async fn a_client_resuming_after_its_last_event_misses_nothing(app: &TestApp) {
     );
 }
 contract!(a_client_resuming_after_its_last_event_misses_nothing);
+
+/// Operations over WebSocket obey the same alias limit as over HTTP (they run on a
+/// schema of their own, see `graphql::Schemas`): 15 aliases answer, 16 are refused.
+async fn websocket_operations_obey_the_alias_limit(app: &TestApp) {
+    let aliased = |n: usize| {
+        let fields: Vec<String> = (0..n).map(|i| format!("b{i}: books {{ title }}")).collect();
+        format!("{{ {} }}", fields.join(" "))
+    };
+    let mut ws = subscribe_to(app, &aliased(15), json!({})).await;
+    let fine = next(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("an answer")
+        .expect("socket open");
+    assert_eq!(fine["type"], "next", "{fine}");
+    assert!(fine["payload"]["data"]["b14"].is_array(), "{fine}");
+
+    let mut ws = subscribe_to(app, &aliased(16), json!({})).await;
+    let refused = next(&mut ws, Duration::from_secs(10))
+        .await
+        .expect("an answer")
+        .expect("socket open");
+    assert_eq!(refused["type"], "next", "{refused}");
+    assert_eq!(refused["payload"]["data"], Value::Null, "{refused}");
+    assert!(
+        refused["payload"]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("aliases")),
+        "{refused}"
+    );
+}
+contract!(websocket_operations_obey_the_alias_limit);
