@@ -1,45 +1,72 @@
 //! Look-ahead batching. A resolver that returns a list loads, before its items
-//! resolve, what their selected fields will ask for: one round trip per kind, fed
-//! into the request's loaders, where the items then find it. A page costs the same
-//! round trips whatever its size, deterministically: the loaders' own batching
-//! waits a short timer for keys, and a busy machine can split one batch into two.
-//! The loaders stay the fallback for every path not primed here (and for keys a
-//! prime did not find); a failed prime is ignored: the items load and report it.
+//! resolve, what their selected fields will ask for: one round trip per kind. The
+//! items take what was found directly ([`Related::item`]); lists built later (a
+//! patron's history) find it in the request's loaders. A page costs the same round
+//! trips whatever its size, deterministically: the loaders' own batching waits a
+//! short timer for keys, and a busy machine can split one batch into two. The
+//! loaders stay the fallback for every path not primed here (and for keys a prime
+//! did not find); a failed prime is ignored: the items load and report it.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_graphql::{Context, SelectionField, Value};
-use domain::{Checkout, Patron};
+use domain::{Book, Checkout, Patron};
 
 use super::context::stores;
 use super::loaders::{shared, HistoryKey, Loaders};
+use super::types::CheckOut;
 
-/// Primes what the `CheckOut` items of `field` select: `patron`, `book`.
-pub async fn checkout_children(ctx: &Context<'_>, field: SelectionField<'_>, rows: &[&Checkout]) {
-    let (Ok(stores), Ok(loaders)) = (stores(ctx), ctx.data::<Loaders>()) else {
-        return;
+/// The patrons and books found for a list of checkouts, by email and by UPC.
+#[derive(Default)]
+pub struct Related {
+    patrons: HashMap<String, Arc<Patron>>,
+    books: HashMap<String, Arc<Book>>,
+}
+
+impl Related {
+    /// The item for `row`, holding its patron and book when they were found (no
+    /// loader lookup per item: that was a lock, a hash and two allocations each).
+    pub fn item(&self, row: Checkout) -> CheckOut {
+        CheckOut {
+            patron: self.patrons.get(&row.user_email).cloned(),
+            book: self.books.get(&row.asset_upc).cloned(),
+            ..CheckOut::from(row)
+        }
+    }
+}
+
+/// Loads what the `CheckOut` items of `field` select: `patron`, `book`.
+pub async fn checkout_children(
+    ctx: &Context<'_>,
+    field: SelectionField<'_>,
+    rows: &[&Checkout],
+) -> Related {
+    let Ok(stores) = stores(ctx) else {
+        return Related::default();
     };
     if rows.is_empty() {
-        return;
+        return Related::default();
     }
     let wants = |name: &str| field.selection_set().any(|f| f.name() == name);
     let patrons = async {
-        if wants("patron") {
-            let emails = unique(rows.iter().map(|r| &r.user_email));
-            if let Ok(found) = stores.catalog.patrons_by_emails(&emails).await {
-                loaders.patrons.feed_many(shared(found)).await;
-            }
+        if !wants("patron") {
+            return HashMap::new();
         }
+        let emails = unique(rows.iter().map(|r| &r.user_email));
+        let found = stores.catalog.patrons_by_emails(&emails).await;
+        found.map(shared).unwrap_or_default()
     };
     let books = async {
-        if wants("book") {
-            let upcs = unique(rows.iter().map(|r| &r.asset_upc));
-            if let Ok(found) = stores.catalog.books_by_upcs(&upcs).await {
-                loaders.books.feed_many(shared(found)).await;
-            }
+        if !wants("book") {
+            return HashMap::new();
         }
+        let upcs = unique(rows.iter().map(|r| &r.asset_upc));
+        let found = stores.catalog.books_by_upcs(&upcs).await;
+        found.map(shared).unwrap_or_default()
     };
-    futures::join!(patrons, books);
+    let (patrons, books) = futures::join!(patrons, books);
+    Related { patrons, books }
 }
 
 /// Primes what the `Patron` items of `field` select: `checkOuts` (per distinct
@@ -65,7 +92,10 @@ pub async fn patron_children(ctx: &Context<'_>, field: SelectionField<'_>, patro
         };
         let rows: Vec<&Checkout> = found.values().flatten().collect();
         for history in fields {
-            checkout_children(ctx, history, &rows).await;
+            // These items are built later, from the history loader: feed it.
+            let related = checkout_children(ctx, history, &rows).await;
+            loaders.patrons.feed_many(related.patrons).await;
+            loaders.books.feed_many(related.books).await;
         }
         let histories = emails.iter().map(|email| {
             let rows = found.remove(email).unwrap_or_default();

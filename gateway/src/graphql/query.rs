@@ -58,8 +58,11 @@ impl QueryRoot {
             .list(&filter, after, page_size(next)?)
             .await
             .map_err(|e| internal(&e))?;
-        prime::checkout_children(ctx, ctx.field(), &rows.iter().collect::<Vec<_>>()).await;
-        Ok(Some(rows.into_iter().map(|r| Some(r.into())).collect()))
+        let related =
+            prime::checkout_children(ctx, ctx.field(), &rows.iter().collect::<Vec<_>>()).await;
+        Ok(Some(
+            rows.into_iter().map(|r| Some(related.item(r))).collect(),
+        ))
     }
 
     /// Public. Snapshot pagination: the first call stores the whole result; pages

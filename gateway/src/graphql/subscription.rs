@@ -45,8 +45,8 @@ async fn stream_of(
             Ok(d) if kinds.contains(&d.kind) => {
                 let row = d.event.to_checkout()?;
                 Some(Ok(Some(CheckOut {
-                    row,
                     event_id: d.event_id.clone(),
+                    ..CheckOut::from(row)
                 })))
             }
             Ok(_) => None,

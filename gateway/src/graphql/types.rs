@@ -98,6 +98,10 @@ pub struct CheckOut {
     pub row: Checkout,
     /// The event id when delivered by a subscription.
     pub event_id: Option<String>,
+    /// Its patron, when its list loaded it ahead (`prime`); else the loader.
+    pub patron: Option<Arc<Patron>>,
+    /// Its book, when its list loaded it ahead (`prime`); else the loader.
+    pub book: Option<Arc<Book>>,
 }
 
 impl From<Checkout> for CheckOut {
@@ -105,6 +109,8 @@ impl From<Checkout> for CheckOut {
         CheckOut {
             row,
             event_id: None,
+            patron: None,
+            book: None,
         }
     }
 }
@@ -159,27 +165,39 @@ impl CheckOut {
     }
 
     async fn patron(&self, ctx: &Context<'_>) -> Result<PatronObj> {
-        let loaders = ctx.data::<Loaders>()?;
-        match loaders.patrons.load_one(self.row.user_email.clone()).await {
-            Ok(Some(p)) => Ok(PatronObj(p)),
-            Ok(None) => Err(coded(
+        let found = match &self.patron {
+            Some(p) => Some(Arc::clone(p)),
+            None => ctx
+                .data::<Loaders>()?
+                .patrons
+                .load_one(self.row.user_email.clone())
+                .await
+                .map_err(|e| internal(&e))?,
+        };
+        found.map(PatronObj).ok_or_else(|| {
+            coded(
                 format!("no patron has the email of checkout {}", self.row.id),
                 "PATRON_NOT_FOUND",
-            )),
-            Err(e) => Err(internal(&e)),
-        }
+            )
+        })
     }
 
     async fn book(&self, ctx: &Context<'_>) -> Result<BookObj> {
-        let loaders = ctx.data::<Loaders>()?;
-        match loaders.books.load_one(self.row.asset_upc.clone()).await {
-            Ok(Some(b)) => Ok(BookObj(b)),
-            Ok(None) => Err(coded(
+        let found = match &self.book {
+            Some(b) => Some(Arc::clone(b)),
+            None => ctx
+                .data::<Loaders>()?
+                .books
+                .load_one(self.row.asset_upc.clone())
+                .await
+                .map_err(|e| internal(&e))?,
+        };
+        found.map(BookObj).ok_or_else(|| {
+            coded(
                 format!("no book has the copy of checkout {}", self.row.id),
                 "ASSET_NOT_FOUND",
-            )),
-            Err(e) => Err(internal(&e)),
-        }
+            )
+        })
     }
 
     async fn event_id(&self) -> Option<ID> {
@@ -344,8 +362,15 @@ pub struct Feed {
 #[ComplexObject]
 impl Feed {
     async fn entries(&self, ctx: &Context<'_>) -> Option<Vec<Option<CheckOut>>> {
-        prime::checkout_children(ctx, ctx.field(), &self.rows.iter().collect::<Vec<_>>()).await;
-        Some(self.rows.iter().cloned().map(|r| Some(r.into())).collect())
+        let related =
+            prime::checkout_children(ctx, ctx.field(), &self.rows.iter().collect::<Vec<_>>()).await;
+        Some(
+            self.rows
+                .iter()
+                .cloned()
+                .map(|r| Some(related.item(r)))
+                .collect(),
+        )
     }
 }
 
