@@ -182,6 +182,10 @@ async fn run_steps<D: Future<Output = ()>>(
                 lock(&failed).push(name);
             }
         }
+        // Dropping a closed client can block: librdkafka's destroy joins its
+        // threads (about 100 ms each for the consumer and the producer). Off the
+        // async thread and off the stop's path: the next close starts at once.
+        tokio::task::spawn_blocking(move || drop(closeable));
     }
 }
 
@@ -271,6 +275,70 @@ mod tests {
             start.elapsed(),
             Duration::from_secs(5),
             "the delay was honoured"
+        );
+    }
+
+    /// Blocks in its drop until the next Closeable has closed (or 10 s pass), and
+    /// reports which happened.
+    struct SlowDrop {
+        next_closed: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
+        report: std::sync::mpsc::Sender<bool>,
+    }
+
+    impl Drop for SlowDrop {
+        fn drop(&mut self) {
+            let waited = lock(&self.next_closed)
+                .take()
+                .is_some_and(|rx| rx.recv_timeout(Duration::from_secs(10)).is_ok());
+            let _ = self.report.send(waited);
+        }
+    }
+
+    #[async_trait]
+    impl Closeable for SlowDrop {
+        fn name(&self) -> &str {
+            "slow-drop"
+        }
+        async fn close(&self) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    /// Says when it has closed.
+    struct Announce(std::sync::mpsc::Sender<()>);
+
+    #[async_trait]
+    impl Closeable for Announce {
+        fn name(&self) -> &str {
+            "announce"
+        }
+        async fn close(&self) -> Result<(), BoxError> {
+            let _ = self.0.send(());
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn dropping_a_closed_closeable_does_not_hold_up_the_next() {
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        let (report_tx, report_rx) = std::sync::mpsc::channel();
+        let mut c = Coordinator::new(config(0, 60, 30), Readiness::new());
+        // The coordinator holds the only references: it does the drops.
+        c.register(Arc::new(SlowDrop {
+            next_closed: Mutex::new(Some(closed_rx)),
+            report: report_tx,
+        }));
+        c.register(Arc::new(Announce(closed_tx)));
+        let outcome = c.shutdown(async {}, std::future::pending()).await;
+        assert_eq!(outcome, Outcome::Clean);
+        let report =
+            tokio::task::spawn_blocking(move || report_rx.recv_timeout(Duration::from_secs(30)))
+                .await
+                .expect("joined");
+        assert_eq!(
+            report,
+            Ok(true),
+            "the first drop saw the second close while it was blocked"
         );
     }
 
