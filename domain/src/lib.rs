@@ -11,7 +11,8 @@ mod time;
 pub use catalog::{Book, BookCondition, BookCopy, Patron};
 pub use checkout::{Checkout, CheckoutEvent, EventKind};
 pub use store::{
-    page_range, page_start, CatalogStore, CheckoutError, CheckoutFilter, CheckoutStore, Outbox,
-    OutboxEvent, SnapshotPage, SnapshotStore, Sort, SortField, StoreError, StoreErrorKind,
+    distinct_keys, page_range, page_start, CatalogStore, CheckoutError, CheckoutFilter,
+    CheckoutStore, Outbox, OutboxEvent, SnapshotPage, SnapshotStore, Sort, SortField, StoreError,
+    StoreErrorKind,
 };
 pub use time::{format_iso_millis, parse_iso};

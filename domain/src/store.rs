@@ -2,7 +2,7 @@
 //! implement them, and so do the gateway's embedded in-process stores, so the same
 //! resolvers serve both.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -218,6 +218,13 @@ pub trait SnapshotStore: Send + Sync {
     ) -> Result<Option<SnapshotPage>, StoreError>;
 }
 
+/// The keys of one batched lookup (`patrons_by_emails`, `books_by_upcs`, ...):
+/// distinct, in first-seen order.
+pub fn distinct_keys<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    keys.filter(|k| seen.insert(*k)).cloned().collect()
+}
+
 /// The entries a page holds: from `start`, at most `limit` (all when `None`), within
 /// `total`.
 pub fn page_range(start: usize, limit: Option<u32>, total: usize) -> std::ops::Range<usize> {
@@ -267,4 +274,15 @@ pub trait Outbox: Send + Sync {
     async fn hold_lease(&self) -> Result<bool, StoreError>;
     /// Gives the lease up (on close), so a standby instance takes over at once.
     async fn release_lease(&self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_keys_keep_first_seen_order() {
+        let keys: Vec<String> = ["b", "a", "b", "c", "a"].map(String::from).into();
+        assert_eq!(distinct_keys(keys.iter()), ["b", "a", "c"]);
+    }
 }

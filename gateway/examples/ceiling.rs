@@ -7,14 +7,13 @@
 //!     set -a; . .services/env; set +a
 //!     cargo run --release -p gateway --example ceiling -- [seconds] [concurrency]
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use data_mongo::{MongoCatalog, MongoConfig};
 use data_mysql::{MysqlCheckouts, MysqlConfig};
-use domain::{CatalogStore, CheckoutFilter, CheckoutStore};
+use domain::{distinct_keys, CatalogStore, CheckoutFilter, CheckoutStore};
 
 /// The gateway's allocator, so the comparison is like for like.
 #[global_allocator]
@@ -91,18 +90,13 @@ async fn one_set(
     let rows = checkouts
         .list(&CheckoutFilter::default(), None, Some(50))
         .await?;
-    let emails = distinct(rows.iter().map(|r| &r.user_email));
-    let upcs = distinct(rows.iter().map(|r| &r.asset_upc));
+    let emails = distinct_keys(rows.iter().map(|r| &r.user_email));
+    let upcs = distinct_keys(rows.iter().map(|r| &r.asset_upc));
     let (patrons, books) = futures::try_join!(
         catalog.patrons_by_emails(&emails),
         catalog.books_by_upcs(&upcs)
     )?;
     Ok((rows.len(), patrons.len(), books.len()))
-}
-
-fn distinct<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    keys.filter(|k| seen.insert(*k)).cloned().collect()
 }
 
 /// User + system CPU time of this process, from `/proc/self/stat`.

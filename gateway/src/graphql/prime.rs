@@ -7,11 +7,11 @@
 //! loaders stay the fallback for every path not primed here (and for keys a prime
 //! did not find); a failed prime is ignored: the items load and report it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::{Context, SelectionField, Value};
-use domain::{Book, Checkout, Patron};
+use domain::{distinct_keys, Book, Checkout, Patron};
 
 use super::context::stores;
 use super::loaders::{shared, HistoryKey, Loaders};
@@ -53,7 +53,7 @@ pub async fn checkout_children(
         if !wants("patron") {
             return HashMap::new();
         }
-        let emails = unique(rows.iter().map(|r| &r.user_email));
+        let emails = distinct_keys(rows.iter().map(|r| &r.user_email));
         let found = stores.catalog.patrons_by_emails(&emails).await;
         found.map(shared).unwrap_or_default()
     };
@@ -61,7 +61,7 @@ pub async fn checkout_children(
         if !wants("book") {
             return HashMap::new();
         }
-        let upcs = unique(rows.iter().map(|r| &r.asset_upc));
+        let upcs = distinct_keys(rows.iter().map(|r| &r.asset_upc));
         let found = stores.catalog.books_by_upcs(&upcs).await;
         found.map(shared).unwrap_or_default()
     };
@@ -75,7 +75,7 @@ pub async fn patron_children(ctx: &Context<'_>, field: SelectionField<'_>, patro
     let (Ok(stores), Ok(loaders)) = (stores(ctx), ctx.data::<Loaders>()) else {
         return;
     };
-    let emails = unique(patrons.iter().filter_map(|p| p.email.as_ref()));
+    let emails = distinct_keys(patrons.iter().filter_map(|p| p.email.as_ref()));
     if emails.is_empty() {
         return;
     }
@@ -122,10 +122,4 @@ fn open_only(field: &SelectionField<'_>) -> bool {
                 .find(|(name, _)| name.as_str() == "currentCheckoutsOnly")
         })
         .is_some_and(|(_, v)| v == Value::Boolean(true))
-}
-
-/// Distinct keys, in first-seen order.
-fn unique<'a>(keys: impl Iterator<Item = &'a String>) -> Vec<String> {
-    let mut seen = HashSet::new();
-    keys.filter(|k| seen.insert(*k)).cloned().collect()
 }
