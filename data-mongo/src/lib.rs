@@ -3,6 +3,7 @@
 //! `postal_code` never returned). Only standard commands a real mongod 6+ accepts.
 #![deny(missing_docs)]
 
+mod clients;
 mod config;
 mod convert;
 mod snapshots;

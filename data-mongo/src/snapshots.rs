@@ -33,8 +33,8 @@ fn entry(d: &Document) -> Option<Checkout> {
 }
 
 impl MongoCatalog {
-    fn querycache(&self) -> Collection<Document> {
-        self.db.collection("querycache")
+    fn querycache(&self) -> Result<Collection<Document>, StoreError> {
+        Ok(self.database()?.collection("querycache"))
     }
 
     /// The TTL index; when it exists with another lifetime, `collMod` updates it.
@@ -44,10 +44,10 @@ impl MongoCatalog {
             .keys(doc! {"created_at": 1})
             .options(IndexOptions::builder().expire_after(ttl).build())
             .build();
-        match self.querycache().create_index(index).await {
+        match self.querycache()?.create_index(index).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 85 || c.code == 86) => {
-                self.db
+                self.database()?
                     .run_command(doc! {
                         "collMod": "querycache",
                         "index": { "keyPattern": {"created_at": 1}, "expireAfterSeconds": ttl.as_secs() as i64 },
@@ -71,7 +71,7 @@ impl SnapshotStore for MongoCatalog {
     async fn save(&self, query_id: &str, owner: &str, rows: &[Checkout]) -> Result<(), StoreError> {
         let ids: Vec<i32> = rows.iter().map(|c| c.id).collect();
         let entries: Vec<Bson> = rows.iter().map(|c| Bson::Document(entry_doc(c))).collect();
-        self.querycache()
+        self.querycache()?
             .replace_one(
                 doc! {"_id": query_id},
                 doc! {
@@ -98,7 +98,7 @@ impl SnapshotStore for MongoCatalog {
     ) -> Result<Option<SnapshotPage>, StoreError> {
         let filter = doc! {"_id": query_id, "owner": owner};
         let Some(head) = self
-            .querycache()
+            .querycache()?
             .find_one(filter.clone())
             .projection(doc! {"ids": 1, "created_at": 1})
             .await
@@ -124,7 +124,7 @@ impl SnapshotStore for MongoCatalog {
             }));
         }
         let body = self
-            .querycache()
+            .querycache()?
             .find_one(filter)
             .projection(doc! {"entries": {"$slice": [start as i64, count as i64]}, "ids": 0})
             .await

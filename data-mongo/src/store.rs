@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use bson::{doc, oid::ObjectId, Document, RawDocument, RawDocumentBuf};
 use domain::{Book, CatalogStore, Patron, StoreError, StoreErrorKind};
 use mongodb::options::{ClientOptions, Credential};
-use mongodb::{Client, Collection, Cursor, Database, IndexModel};
+use mongodb::{Collection, Cursor, Database, IndexModel};
 use secrecy::ExposeSecret;
 
+use crate::clients::Clients;
 use crate::{convert, MongoConfig};
 
 /// What can fail while setting up the connector.
@@ -21,15 +22,18 @@ pub enum Error {
     /// The server did not answer or refused a command.
     #[error("MongoDB command failed")]
     Command(#[source] mongodb::error::Error),
+    /// No client could be had (the catalog was closed, or used outside a runtime).
+    #[error("MongoDB client unavailable")]
+    Client(#[from] StoreError),
 }
 
 /// How long close waits for open cursors and sessions before closing anyway.
 const GRACEFUL_CLOSE: Duration = Duration::from_secs(3);
 
-/// The catalog connector; a `Closeable`.
+/// The catalog connector; a `Closeable`. It keeps one driver client per tokio
+/// runtime that uses it (see `clients`), each with a pool of `pool_size`.
 pub struct MongoCatalog {
-    client: Client,
-    pub(crate) db: Database,
+    clients: Clients,
     pub(crate) snapshot_ttl: Duration,
 }
 
@@ -46,10 +50,10 @@ pub(crate) fn store_error(e: mongodb::error::Error) -> StoreError {
 }
 
 impl MongoCatalog {
-    /// The underlying database handle, for tools and tests that need a raw command
-    /// (everything the gateway needs goes through the store traits).
-    pub fn database(&self) -> &Database {
-        &self.db
+    /// The calling runtime's database handle, for tools and tests that need a raw
+    /// command (everything the gateway needs goes through the store traits).
+    pub fn database(&self) -> Result<Database, StoreError> {
+        self.clients.db()
     }
 
     /// Builds the client (it connects lazily) and ensures the indexes. Fails when
@@ -76,38 +80,35 @@ impl MongoCatalog {
                     .build(),
             );
         }
-        let client = Client::with_options(options).map_err(Error::Config)?;
-        let db = client.database(&config.database);
         let catalog = MongoCatalog {
-            client,
-            db,
+            clients: Clients::new(options, &config.database).map_err(Error::Config)?,
             snapshot_ttl: config.snapshot_ttl,
         };
         catalog.ensure_indexes().await?;
         Ok(catalog)
     }
 
-    fn patrons_coll(&self) -> Collection<Document> {
-        self.db.collection("patrons")
+    fn patrons_coll(&self) -> Result<Collection<Document>, StoreError> {
+        Ok(self.clients.db()?.collection("patrons"))
     }
 
-    fn books_coll(&self) -> Collection<Document> {
-        self.db.collection("books")
+    fn books_coll(&self) -> Result<Collection<Document>, StoreError> {
+        Ok(self.clients.db()?.collection("books"))
     }
 
     /// The same collections read as raw documents (decoded lazily by `convert`).
-    fn raw(&self, name: &str) -> Collection<RawDocumentBuf> {
-        self.db.collection(name)
+    fn raw(&self, name: &str) -> Result<Collection<RawDocumentBuf>, StoreError> {
+        Ok(self.clients.db()?.collection(name))
     }
 
     /// The lookups' indexes; creating an existing index is a no-op in MongoDB.
     async fn ensure_indexes(&self) -> Result<(), Error> {
         let index = |keys: Document| IndexModel::builder().keys(keys).build();
-        self.patrons_coll()
+        self.patrons_coll()?
             .create_index(index(doc! {"email": 1}))
             .await
             .map_err(Error::Command)?;
-        self.books_coll()
+        self.books_coll()?
             .create_indexes([
                 index(doc! {"isbn_13": 1}),
                 index(doc! {"copies.libraryUPC": 1}),
@@ -119,7 +120,8 @@ impl MongoCatalog {
 
     /// One round trip (`ping`), for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.db
+        self.clients
+            .db()?
             .run_command(doc! {"ping": 1})
             .await
             .map(drop)
@@ -141,13 +143,13 @@ impl MongoCatalog {
             .collect();
         let book_docs: Vec<Document> = books.iter().filter_map(convert::book_doc).collect();
         if !patron_docs.is_empty() {
-            self.patrons_coll()
+            self.patrons_coll()?
                 .insert_many(patron_docs)
                 .await
                 .map_err(store_error)?;
         }
         if !book_docs.is_empty() {
-            self.books_coll()
+            self.books_coll()?
                 .insert_many(book_docs)
                 .await
                 .map_err(store_error)?;
@@ -157,11 +159,11 @@ impl MongoCatalog {
 
     /// Empties patrons and books (the seed tool's `--reset`).
     pub async fn delete_catalog(&self) -> Result<(), StoreError> {
-        self.patrons_coll()
+        self.patrons_coll()?
             .delete_many(doc! {})
             .await
             .map_err(store_error)?;
-        self.books_coll()
+        self.books_coll()?
             .delete_many(doc! {})
             .await
             .map(drop)
@@ -170,7 +172,7 @@ impl MongoCatalog {
 
     /// Drops the database (test clean-up).
     pub async fn drop_database(&self) -> Result<(), StoreError> {
-        self.db.drop().await.map_err(store_error)
+        self.clients.db()?.drop().await.map_err(store_error)
     }
 
     /// Patrons matching `filter`, in `_id` order when `sorted` (lists); batches
@@ -181,7 +183,7 @@ impl MongoCatalog {
         limit: Option<i64>,
         sorted: bool,
     ) -> Result<Vec<Patron>, StoreError> {
-        let patrons = self.raw("patrons");
+        let patrons = self.raw("patrons")?;
         let mut find = patrons
             .find(filter)
             .projection(convert::patron_projection());
@@ -196,7 +198,7 @@ impl MongoCatalog {
 
     /// Books matching `filter`, in `_id` order when `sorted`.
     async fn find_books(&self, filter: Document, sorted: bool) -> Result<Vec<Book>, StoreError> {
-        let books = self.raw("books");
+        let books = self.raw("books")?;
         let mut find = books.find(filter);
         if sorted {
             find = find.sort(doc! {"_id": 1});
@@ -318,18 +320,10 @@ impl shutdown::Closeable for MongoCatalog {
         "mongodb-client"
     }
 
-    /// Waits for operations in flight (at most `GRACEFUL_CLOSE`), then ends sessions
-    /// and closes connections; live cursors or sessions past that bound are dropped.
+    /// Closes every runtime's client: operations in flight get `GRACEFUL_CLOSE`,
+    /// then sessions end and connections close.
     async fn close(&self) -> Result<(), shutdown::BoxError> {
-        let graceful = self.client.clone().shutdown();
-        if tokio::time::timeout(GRACEFUL_CLOSE, graceful)
-            .await
-            .is_err()
-        {
-            // A cursor or session still alive would keep a graceful shutdown waiting.
-            tracing::warn!("mongodb: operations still open; closing immediately");
-            self.client.clone().shutdown().immediate(true).await;
-        }
+        self.clients.close(GRACEFUL_CLOSE).await;
         Ok(())
     }
 }

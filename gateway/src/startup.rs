@@ -106,6 +106,7 @@ impl Application {
                 .wrap(from_fn(http::request_context))
                 .configure(move |cfg| http::configure(cfg, state))
         })
+        .workers(http_workers())
         .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
         .listen(listener)?
@@ -166,6 +167,11 @@ impl Application {
     }
 }
 
+/// One HTTP worker (a single-threaded runtime) per core, as actix-web's default.
+fn http_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
 fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
     anyhow::ensure!(
         !settings.production,
@@ -211,6 +217,9 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     );
     let mut mongo_config = services.mongo.clone();
     mongo_config.snapshot_ttl = settings.snapshot_ttl;
+    // The catalog keeps a client per runtime, so a pool per HTTP worker: the
+    // configured size is shared out, and the gateway's total stays about that size.
+    mongo_config.pool_size = mongo_config.pool_size.div_ceil(http_workers() as u32);
     let mongo = Arc::new(
         MongoCatalog::connect(&mongo_config)
             .await
