@@ -1,6 +1,8 @@
 //! Assembly: the data sources (real or embedded), the schema, the HTTP server, and
 //! the shutdown coordinator that owns the stop.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
@@ -50,7 +52,62 @@ pub struct Application {
     coordinator: Coordinator,
     readiness: Readiness,
     websockets: WsTracker,
+    workers: WorkerThreads,
     signals: shutdown::Signals,
+}
+
+/// The HTTP worker threads still running. A connector's connection is driven by the
+/// runtime of the worker that opened it, and actix reports a worker stopped before
+/// its thread has dropped that runtime: closing the MySQL pool in that window left
+/// its quit waiting on a reactor nobody polled, until the drain deadline (2 stops in
+/// 30 in `on_real_services_every_closeable_closes_in_order`). So the stop waits for
+/// the threads to end before closing the connectors.
+#[derive(Clone, Default)]
+struct WorkerThreads(Arc<WorkerCount>);
+
+#[derive(Default)]
+struct WorkerCount {
+    live: AtomicUsize,
+    exited: tokio::sync::Notify,
+}
+
+/// Dropped with its thread's locals, after the thread's runtime.
+struct ExitGuard(Arc<WorkerCount>);
+
+impl Drop for ExitGuard {
+    fn drop(&mut self) {
+        self.0.live.fetch_sub(1, Ordering::AcqRel);
+        self.0.exited.notify_waiters();
+    }
+}
+
+thread_local! {
+    static EXIT_GUARD: RefCell<Option<ExitGuard>> = const { RefCell::new(None) };
+}
+
+impl WorkerThreads {
+    /// Counts the calling thread (a worker building its app) until it exits.
+    fn enter(&self) {
+        EXIT_GUARD.with(|guard| {
+            let mut guard = guard.borrow_mut();
+            if guard.is_none() {
+                self.0.live.fetch_add(1, Ordering::AcqRel);
+                *guard = Some(ExitGuard(Arc::clone(&self.0)));
+            }
+        });
+    }
+
+    /// Resolves once every counted thread has exited.
+    async fn all_exited(&self) {
+        loop {
+            // Created before the check: a notification in between is not lost.
+            let exited = self.0.exited.notified();
+            if self.0.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            exited.await;
+        }
+    }
 }
 
 impl Application {
@@ -100,7 +157,10 @@ impl Application {
         let listener = std::net::TcpListener::bind((settings.host.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let port = listener.local_addr()?.port();
+        let workers = WorkerThreads::default();
+        let counted_workers = workers.clone();
         let server = HttpServer::new(move || {
+            counted_workers.enter();
             let state = state.clone();
             App::new()
                 .wrap(from_fn(http::request_context))
@@ -124,6 +184,7 @@ impl Application {
             coordinator,
             readiness,
             websockets,
+            workers,
             signals,
         })
     }
@@ -142,6 +203,7 @@ impl Application {
             coordinator,
             readiness,
             websockets,
+            workers,
             mut signals,
         } = self;
         let handle = server.handle();
@@ -158,6 +220,7 @@ impl Application {
         let drain = async move {
             tokio::join!(websockets.close_all(), handle.stop(true));
             let _ = serving.await;
+            workers.all_exited().await;
         };
         let force = async move {
             let signal = signals.recv().await;
