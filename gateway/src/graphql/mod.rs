@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod dates;
+mod documents;
 pub mod errors;
 mod guards;
 mod limits;
@@ -16,6 +17,7 @@ mod types;
 use async_graphql::Schema;
 
 pub use context::{Stores, Viewer};
+pub use documents::DocumentCache;
 pub use limits::{AliasLimit, Limits};
 pub use mutation::MutationRoot;
 pub use query::QueryRoot;
@@ -37,6 +39,8 @@ pub struct Schemas {
     pub websocket: AppSchema,
     /// The alias limit the HTTP handler applies.
     pub aliases: AliasLimit,
+    /// Parsed documents for the HTTP handler.
+    pub documents: DocumentCache,
 }
 
 /// Builds the schemas over `stores`. In production, introspection is off.
@@ -58,6 +62,7 @@ pub fn build(stores: Stores, limits: Limits, production: bool) -> Schemas {
         http: builder().finish(),
         websocket: builder().extension(aliases).finish(),
         aliases,
+        documents: DocumentCache::default(),
     }
 }
 

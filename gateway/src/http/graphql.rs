@@ -146,7 +146,7 @@ pub async fn post(
     }
     // Straight into the request type (one pass); a failure says whether the body
     // was not JSON at all or JSON of the wrong shape.
-    let request: Request = match serde_json::from_slice(&body) {
+    let mut request: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) if e.is_data() => {
             return error_response(
@@ -163,6 +163,7 @@ pub async fn post(
             )
         }
     };
+    state.schemas.documents.prepare(&mut request);
     execute(&state, &req, request).await
 }
 
@@ -209,6 +210,7 @@ pub async fn get(
             )
         }
     };
+    state.schemas.documents.prepare(&mut request);
     if !is_query_only(&mut request) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
