@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{PoisonError, RwLock};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use domain::{StoreError, StoreErrorKind};
@@ -77,9 +77,15 @@ impl Clients {
         })
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<runtime::Id, Local>> {
-        // The map is only ever inserted into whole: a panic elsewhere cannot leave it
-        // half-updated, so a poisoned lock is still sound to use.
+    // The map is only ever inserted into whole: a panic elsewhere cannot leave it
+    // half-updated, so a poisoned lock is still sound to use.
+    fn read(&self) -> RwLockReadGuard<'_, HashMap<runtime::Id, Local>> {
+        self.by_runtime
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, HashMap<runtime::Id, Local>> {
         self.by_runtime
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -93,12 +99,7 @@ impl Clients {
         let runtime = Handle::try_current()
             .map_err(|_| StoreError::new(StoreErrorKind::Query, NoClient::NoRuntime))?;
         let id = runtime.id();
-        if let Some(local) = self
-            .by_runtime
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-        {
+        if let Some(local) = self.read().get(&id) {
             return Ok(local.db.clone());
         }
         let mut map = self.write();
@@ -117,13 +118,7 @@ impl Clients {
     /// `Closed`.
     pub(crate) async fn close(&self, graceful: Duration) {
         self.closed.store(true, Ordering::Release);
-        let all: Vec<Local> = self
-            .by_runtime
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect();
+        let all: Vec<Local> = self.read().values().cloned().collect();
         let closes = all.into_iter().map(|local| async move {
             let client = local.client;
             let _ = local.runtime.spawn(shut_down(client, graceful)).await;

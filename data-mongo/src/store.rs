@@ -89,16 +89,16 @@ impl MongoCatalog {
     }
 
     fn patrons_coll(&self) -> Result<Collection<Document>, StoreError> {
-        Ok(self.clients.db()?.collection("patrons"))
+        Ok(self.database()?.collection("patrons"))
     }
 
     fn books_coll(&self) -> Result<Collection<Document>, StoreError> {
-        Ok(self.clients.db()?.collection("books"))
+        Ok(self.database()?.collection("books"))
     }
 
     /// The same collections read as raw documents (decoded lazily by `convert`).
     fn raw(&self, name: &str) -> Result<Collection<RawDocumentBuf>, StoreError> {
-        Ok(self.clients.db()?.collection(name))
+        Ok(self.database()?.collection(name))
     }
 
     /// The lookups' indexes; creating an existing index is a no-op in MongoDB.
@@ -120,8 +120,7 @@ impl MongoCatalog {
 
     /// One round trip (`ping`), for readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.clients
-            .db()?
+        self.database()?
             .run_command(doc! {"ping": 1})
             .await
             .map(drop)
@@ -172,7 +171,7 @@ impl MongoCatalog {
 
     /// Drops the database (test clean-up).
     pub async fn drop_database(&self) -> Result<(), StoreError> {
-        self.clients.db()?.drop().await.map_err(store_error)
+        self.database()?.drop().await.map_err(store_error)
     }
 
     /// Patrons matching `filter`, in `_id` order when `sorted` (lists); batches
