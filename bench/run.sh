@@ -49,18 +49,31 @@ TOKEN=$(curl -fsS -XPOST "$DEV_KEY_SERVICE_URL/login" -H 'content-type: applicat
   -d '{"username":"user3","password":"password3"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])')
 export TOKEN
 
+# Starts the gateway (log: $WORK/$1) into GW and waits until it is ready.
+start_gateway() {
+  GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/$1" 2>&1 &
+  GW=$!
+  PIDS+=($GW)
+  until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.005; done
+}
+
+# Sends SIGTERM to GW and prints the milliseconds until it has exited.
+sigterm_ms() {
+  local stop_ns; stop_ns=$(date +%s%N)
+  kill -TERM "$GW"
+  while kill -0 "$GW" 2>/dev/null; do sleep 0.002; done
+  echo $(( ($(date +%s%N) - stop_ns) / 1000000 ))
+}
+
 start_ns=$(date +%s%N)
-GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/gateway.log" 2>&1 &
-GW=$!
-PIDS+=($GW)
-until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.005; done
+start_gateway gateway.log
 ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }
 hz=$(getconf CLK_TCK)
 
-run() { # name query [label]; sets RPS, P99, CPU_MS
-  local name=$1 query=$2 label=${3:-$1}
+run() { # name query; sets RPS, P99, CPU_MS
+  local name=$1 query=$2
   export QUERY=$query
   # Check the answer once before measuring.
   curl -fsS -XPOST "http://127.0.0.1:$PORT/graphql" -H 'content-type: application/json' \
@@ -77,7 +90,7 @@ run() { # name query [label]; sets RPS, P99, CPU_MS
   P99=$(awk '$1=="99%" {print $2}' "$WORK/$name.txt")
   errors=$(awk '/Non-2xx/ {print $5}' "$WORK/$name.txt"); errors=${errors:-0}
   CPU_MS=$(python3 -c "print(round(($after-$before)*1000/$hz/$requests, 3))")
-  printf '%-10s %10s req/s  p99 %8s  cpu/req %6s ms  non-2xx %s\n' "$label" "$RPS" "$P99" "$CPU_MS" "$errors"
+  printf '%-10s %10s req/s  p99 %8s  cpu/req %6s ms  non-2xx %s\n' "$name" "$RPS" "$P99" "$CPU_MS" "$errors"
 }
 
 echo "checkouts=$CHECKOUTS connections=$CONNECTIONS duration=${DURATION}s rounds=$ROUNDS cores=$(nproc)"
@@ -85,7 +98,7 @@ echo "checkouts=$CHECKOUTS connections=$CONNECTIONS duration=${DURATION}s rounds
 for round in $(seq 1 "$ROUNDS"); do
   ceiling=$(./target/release/examples/ceiling "$DURATION" "$CONNECTIONS")
   echo "$ceiling"
-  run checkouts '{ checkouts(next: 50) { id patron { firstName } book { title } } }' "checkouts"
+  run checkouts '{ checkouts(next: 50) { id patron { firstName } book { title } } }'
   # ceiling sets/s, ceiling CPU per set, gateway req/s, p99, gateway CPU per request
   echo "$(awk '{print $2, $5}' <<<"$ceiling") $RPS $P99 $CPU_MS" >>"$WORK/rounds"
   awk '{printf "  round %d: %.0f %% of the ceiling; the gateway adds %.3f ms of CPU to the drivers\n", '"$round"', 100*$3/$1, $5-$2}' \
@@ -114,37 +127,22 @@ echo "start-to-ready: ${ready_ms} ms"
 # requests in flight; a connection still busy when the stop begins holds it until
 # that request ends, rounded up to actix-server's one-second shutdown poll.
 while ss -Htn state established state close-wait "( sport = :$PORT )" | grep -q .; do sleep 0.01; done
-stop_ns=$(date +%s%N)
-kill -TERM "$GW"
-while kill -0 "$GW" 2>/dev/null; do sleep 0.002; done
-echo "idle SIGTERM-to-exit: $(( ($(date +%s%N) - stop_ns) / 1000000 )) ms"
+echo "idle SIGTERM-to-exit: $(sigterm_ms) ms"
 
 # Idle, but a client keeps a kept-alive connection open (as connection pools do).
-GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/gateway1.log" 2>&1 &
-GW=$!
-PIDS+=($GW)
-until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.005; done
+start_gateway gateway1.log
 exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 printf 'GET /health/live HTTP/1.1\r\nHost: bench\r\n\r\n' >&3
 read -r status_line <&3
-stop_ns=$(date +%s%N)
-kill -TERM "$GW"
-while kill -0 "$GW" 2>/dev/null; do sleep 0.002; done
-echo "idle SIGTERM-to-exit, one kept-alive connection open: $(( ($(date +%s%N) - stop_ns) / 1000000 )) ms (${status_line%$'\r'})"
+echo "idle SIGTERM-to-exit, one kept-alive connection open: $(sigterm_ms) ms (${status_line%$'\r'})"
 exec 3<&-
 
 # Under load: SIGTERM while wrk runs; in-flight requests must still complete.
-GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/gateway2.log" 2>&1 &
-GW=$!
-PIDS+=($GW)
-until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.005; done
+start_gateway gateway2.log
 export QUERY='{ checkouts(next: 50) { id patron { firstName } book { title } } }'
 wrk -t2 -c"$CONNECTIONS" -d6s -s bench/graphql.lua "http://127.0.0.1:$PORT/graphql" >"$WORK/stop.txt" 2>&1 &
 WRK=$!
 sleep 2
-stop_ns=$(date +%s%N)
-kill -TERM "$GW"
-while kill -0 "$GW" 2>/dev/null; do sleep 0.002; done
-echo "SIGTERM-to-exit under load: $(( ($(date +%s%N) - stop_ns) / 1000000 )) ms (exit after in-flight requests)"
+echo "SIGTERM-to-exit under load: $(sigterm_ms) ms (exit after in-flight requests)"
 wait "$WRK" || true
 awk '/Non-2xx/ {print "  non-2xx during the stop: " $5}' "$WORK/stop.txt"
