@@ -29,7 +29,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
-scripts/services.sh up mysql kafka keys >/dev/null
+scripts/services.sh up mariadb kafka keys >/dev/null
 set -a; . .services/env; set +a
 if [[ ! -x $RS ]]; then
   command -v cmake >/dev/null || apt-get install -y -qq cmake >/dev/null

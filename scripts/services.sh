@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The real services the tests (and a local gateway) talk to, all on 127.0.0.1:
-#   MariaDB (MySQL), the Kafka-API broker nisshi, the MongoDB-wire server secantusd,
-#   and the project's own dev key service (auth-jwt).
+#   MariaDB and Oracle MySQL (the same tests run on both), the Kafka-API broker
+#   nisshi, the MongoDB-wire server secantusd, and the project's own dev key service
+#   (auth-jwt).
 #
 #   scripts/services.sh up [SVC..] install what is missing, start what is stopped, wait
 #                                until each answers, write the env file; idempotent.
-#                                SVC: mysql mongo kafka keys (default: all)
+#                                SVC: mariadb mysql mongo kafka keys (default: all)
 #   scripts/services.sh down     stop what `up` started (by PID), nothing else
 #   scripts/services.sh status   where each listens, and whether it answers
 #   scripts/services.sh env      print the env file path
@@ -15,7 +16,8 @@
 #   CL_STATE_DIR   PIDs, logs, env file of this clone  (<repo>/.services)
 #   CL_MONGO_IMPL  py (default, PyPI secantusdb) or rs (the faster Rust build, for
 #                  benchmarks; installed on first use, ~4 minutes)
-#   CL_MYSQL_PORT CL_KAFKA_PORT CL_MONGO_PORT CL_KEYS_PORT   (3306 9092 27017 8081)
+#   CL_MYSQL_PORT CL_ORACLE_MYSQL_PORT CL_KAFKA_PORT CL_MONGO_PORT CL_KEYS_PORT
+#                  (3306 3307 9092 27017 8081; CL_MYSQL_PORT is MariaDB's)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,9 +28,14 @@ CACHE=${CL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/central-library}
 NISSHI_VERSION=0.8.1
 SECANTUS_PY_VERSION=0.7.0b3
 SECANTUS_RS_VERSION=0.5.3-beta.196
+# Oracle MySQL: no mysqld is packaged for this Debian release; Debian's unstable suite
+# has mysql-server 9.x, run here from a debootstrapped root. This version is asked for
+# first; if the suite has moved on, its current 9.x is installed and the log says so.
+ORACLE_MYSQL_VERSION=9.7.4-2
 
 HOST=127.0.0.1
 MYSQL_PORT=${CL_MYSQL_PORT:-3306}
+ORACLE_MYSQL_PORT=${CL_ORACLE_MYSQL_PORT:-3307}
 KAFKA_PORT=${CL_KAFKA_PORT:-9092}
 MONGO_PORT=${CL_MONGO_PORT:-27017}
 KEYS_PORT=${CL_KEYS_PORT:-8081}
@@ -90,7 +97,7 @@ mysql_root() { mariadb --protocol=tcp -h "$HOST" -P "$MYSQL_PORT" -uroot "$@" 2>
   || mariadb -uroot "$@"; }
 mysql_ping() { mariadb-admin --protocol=tcp -h "$HOST" -P "$MYSQL_PORT" -uroot ping; }
 
-mysql_up() {
+mariadb_up() {
   if ! command -v mariadbd >/dev/null && [[ ! -x /usr/sbin/mariadbd ]]; then
     apt_install mariadb-server mariadb-client
   fi
@@ -104,16 +111,112 @@ mysql_up() {
     start_bg mariadb / /usr/sbin/mariadbd --user=mysql --bind-address="$HOST" --port="$MYSQL_PORT"
     wait_until 60 mariadb mysql_ping
   fi
-  # The legacy deployment's database and user; tests make databases named cl_test_*.
-  mysql_root -e "$(cat <<SQL
+  app_user_sql | mysql_root
+}
+
+# The legacy deployment's database and user, the same on both servers; tests make
+# databases named cl_test_*. `cl_signin` is for sign-in tests: they reset its password
+# (ALTER USER, hence CREATE USER), which empties MySQL's caching_sha2_password cache
+# for it, so its next sign-in takes the full exchange.
+app_user_sql() {
+  cat <<SQL
 CREATE DATABASE IF NOT EXISTS \`$MYSQL_DB\`;
 CREATE USER IF NOT EXISTS '$MYSQL_APP_USER'@'localhost' IDENTIFIED BY '$MYSQL_APP_PASSWORD';
 CREATE USER IF NOT EXISTS '$MYSQL_APP_USER'@'127.0.0.1' IDENTIFIED BY '$MYSQL_APP_PASSWORD';
 GRANT ALL PRIVILEGES ON \`$MYSQL_DB\`.* TO '$MYSQL_APP_USER'@'localhost', '$MYSQL_APP_USER'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON \`$MYSQL_DB-bench\`.* TO '$MYSQL_APP_USER'@'localhost', '$MYSQL_APP_USER'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON \`cl\\_test\\_%\`.* TO '$MYSQL_APP_USER'@'localhost', '$MYSQL_APP_USER'@'127.0.0.1';
+GRANT CREATE USER ON *.* TO '$MYSQL_APP_USER'@'localhost', '$MYSQL_APP_USER'@'127.0.0.1';
+CREATE USER IF NOT EXISTS 'cl_signin'@'localhost' IDENTIFIED BY 'cl-signin-pw';
+CREATE USER IF NOT EXISTS 'cl_signin'@'127.0.0.1' IDENTIFIED BY 'cl-signin-pw';
+GRANT ALL PRIVILEGES ON \`cl\\_test\\_%\`.* TO 'cl_signin'@'localhost', 'cl_signin'@'127.0.0.1';
 SQL
-)"
+}
+
+# ---------------------------------------------------------------- Oracle MySQL
+# A Debian unstable root under the cache holds mysql-server; mysqld runs through
+# chroot with its data, socket and TLS files inside that root. The socket lives in
+# /run/cl-mysql (not MariaDB's /run/mysqld), so a client that prefers the socket
+# can never reach MariaDB by mistake.
+oracle_root() { echo "$CACHE/oracle-mysql-root"; }
+oracle_ping() { mariadb-admin --protocol=tcp -h "$HOST" -P "$ORACLE_MYSQL_PORT" -uroot ping; }
+oracle_root_sql() { mariadb --protocol=tcp -h "$HOST" -P "$ORACLE_MYSQL_PORT" -uroot "$@"; }
+
+# The machine's own Debian mirror (from its apt sources), for debootstrap.
+debian_mirror() {
+  local uri
+  uri=$(grep -hoE '^(URIs:|deb) +https?://[^ ]+/debian/?' /etc/apt/sources.list.d/*.sources \
+    /etc/apt/sources.list 2>/dev/null | grep -oE 'https?://[^ ]+' | head -1)
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+oracle_install() {
+  local root; root=$(oracle_root)
+  command -v debootstrap >/dev/null || apt_install debootstrap
+  log "installing Oracle MySQL (Debian unstable's mysql-server) into $root (about 3 minutes, once)"
+  rm -rf "$root.tmp"
+  debootstrap --variant=minbase sid "$root.tmp" "$(debian_mirror)" >"$CACHE/oracle-mysql-install.log" 2>&1 \
+    || die "debootstrap failed, see $CACHE/oracle-mysql-install.log"
+  # No service starts inside the root during the install.
+  printf '#!/bin/sh\nexit 101\n' >"$root.tmp/usr/sbin/policy-rc.d"
+  chmod +x "$root.tmp/usr/sbin/policy-rc.d"
+  cp /etc/resolv.conf "$root.tmp/etc/resolv.conf"
+  # The mirror's unstable index is past its Valid-Until date.
+  chroot "$root.tmp" /bin/sh -c "apt-get -o Acquire::Check-Valid-Until=false update -qq \
+    && { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           mysql-server=$ORACLE_MYSQL_VERSION mysql-server-core=$ORACLE_MYSQL_VERSION \
+         || { echo 'mysql-server $ORACLE_MYSQL_VERSION is gone from unstable: installing its current version'; \
+              DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mysql-server; }; } \
+    && apt-get clean" >>"$CACHE/oracle-mysql-install.log" 2>&1 \
+    || die "mysql-server install failed, see $CACHE/oracle-mysql-install.log"
+  mv "$root.tmp" "$root"
+  log "Oracle MySQL $(chroot "$root" dpkg-query -W -f '${Version}' mysql-server-core) installed"
+}
+
+# A CA and a server certificate for 127.0.0.1 only (the TLS tests trust this CA, and
+# reach the server as `localhost` to see a name the certificate does not hold
+# refused), and a second CA that signed nothing (a client trusting only it refuses).
+oracle_tls() {
+  local dir=$1
+  [[ -f $dir/server-cert.pem && -f $dir/other-ca.pem ]] && return
+  mkdir -p "$dir"
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=central-library test CA" \
+      -keyout ca-key.pem -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server-key.pem -out server.csr
+    printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 3650 \
+      -extfile ext.cnf -out server-cert.pem
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=unrelated CA" \
+      -keyout other-ca-key.pem -out other-ca.pem
+  ) >/dev/null 2>&1 || die "cannot make the test TLS certificates in $dir"
+}
+
+oracle_mysql_up() {
+  command -v mariadb-admin >/dev/null || apt_install mariadb-client
+  command -v openssl >/dev/null || apt_install openssl
+  local root; root=$(oracle_root)
+  [[ -x $root/usr/sbin/mysqld ]] || oracle_install
+  if oracle_ping >/dev/null 2>&1; then
+    log "oracle mysql answers on $HOST:$ORACLE_MYSQL_PORT"
+  else
+    oracle_tls "$root/etc/cl-mysql-tls"
+    chroot "$root" /bin/sh -c 'mkdir -p /run/cl-mysql /var/lib/cl-mysql \
+      && chown mysql:mysql /run/cl-mysql /var/lib/cl-mysql && chmod -R a+r /etc/cl-mysql-tls'
+    if [[ ! -d $root/var/lib/cl-mysql/mysql ]]; then
+      chroot "$root" mysqld --no-defaults --initialize-insecure --user=mysql \
+        --datadir=/var/lib/cl-mysql >"$STATE/oracle-mysql-init.log" 2>&1 \
+        || die "mysqld --initialize failed, see $STATE/oracle-mysql-init.log"
+    fi
+    start_bg oracle-mysql / chroot "$root" mysqld --no-defaults --user=mysql \
+      --datadir=/var/lib/cl-mysql --bind-address="$HOST" --port="$ORACLE_MYSQL_PORT" \
+      --socket=/run/cl-mysql/mysqld.sock --pid-file=/run/cl-mysql/mysqld.pid --mysqlx=OFF \
+      --ssl-ca=/etc/cl-mysql-tls/ca.pem --ssl-cert=/etc/cl-mysql-tls/server-cert.pem \
+      --ssl-key=/etc/cl-mysql-tls/server-key.pem
+    wait_until 90 "oracle mysql" oracle_ping
+  fi
+  app_user_sql | oracle_root_sql
 }
 
 # ---------------------------------------------------------------- Kafka (nisshi)
@@ -215,6 +318,10 @@ MYSQL_PORT=$MYSQL_PORT
 MYSQL_USER=$MYSQL_APP_USER
 MYSQL_PASSWORD=$MYSQL_APP_PASSWORD
 MYSQL_DATABASE=$MYSQL_DB
+MARIADB_PORT=$MYSQL_PORT
+ORACLE_MYSQL_PORT=$ORACLE_MYSQL_PORT
+ORACLE_MYSQL_TLS_CA=$(oracle_root)/etc/cl-mysql-tls/ca.pem
+ORACLE_MYSQL_TLS_OTHER_CA=$(oracle_root)/etc/cl-mysql-tls/other-ca.pem
 MONGO_URL=mongodb://$HOST:$MONGO_PORT
 MONGO_DATABASE=$MYSQL_DB
 KAFKA_BROKERS=$HOST:$KAFKA_PORT
@@ -228,19 +335,19 @@ EOF
 
 status() {
   local name port
-  for pair in "mariadb $MYSQL_PORT" "nisshi $KAFKA_PORT" "mongo $MONGO_PORT" "keys $KEYS_PORT"; do
+  for pair in "mariadb $MYSQL_PORT" "oracle-mysql $ORACLE_MYSQL_PORT" "nisshi $KAFKA_PORT" "mongo $MONGO_PORT" "keys $KEYS_PORT"; do
     read -r name port <<<"$pair"
     local state=down owner=external
     port_open "$port" && state=up
     pid_alive "$name" && owner="pid $(cat "$STATE/$name.pid")"
-    printf '%-8s %s:%-6s %-5s (%s)\n' "$name" "$HOST" "$port" "$state" "$owner"
+    printf '%-13s %s:%-6s %-5s (%s)\n' "$name" "$HOST" "$port" "$state" "$owner"
   done
   [[ -f $STATE/env ]] && echo "env file: $STATE/env"
 }
 
 down() {
   local name
-  for name in keys mongo nisshi mariadb; do
+  for name in keys mongo nisshi oracle-mysql mariadb; do
     if pid_alive "$name"; then
       local pid; pid=$(cat "$STATE/$name.pid")
       log "stopping $name (pid $pid)"
@@ -258,11 +365,12 @@ main() {
     up)
       shift
       local wanted=("$@")
-      ((${#wanted[@]})) || wanted=(mysql mongo kafka keys)
+      ((${#wanted[@]})) || wanted=(mariadb mysql mongo kafka keys)
       for svc in "${wanted[@]}"; do
         case $svc in
-          mysql | mongo | kafka | keys) "${svc}_up" ;;
-          *) die "unknown service $svc (mysql mongo kafka keys)" ;;
+          mariadb | mongo | kafka | keys) "${svc}_up" ;;
+          mysql) oracle_mysql_up ;;
+          *) die "unknown service $svc (mariadb mysql mongo kafka keys)" ;;
         esac
       done
       write_env

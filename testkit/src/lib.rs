@@ -70,6 +70,68 @@ impl Services {
     }
 }
 
+/// The SQL servers the MySQL connector is tested on: the same tests run on each
+/// (`on_each_sql_server!`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqlServer {
+    /// MariaDB, the harness's default (`MYSQL_PORT`).
+    MariaDb,
+    /// Oracle MySQL (`ORACLE_MYSQL_PORT`).
+    Mysql,
+}
+
+impl SqlServer {
+    /// Its host.
+    pub fn host(self) -> &'static str {
+        services().var("MYSQL_HOST")
+    }
+
+    /// Its port.
+    ///
+    /// # Panics
+    /// When the harness did not start it.
+    pub fn port(self) -> u16 {
+        let name = match self {
+            SqlServer::MariaDb => "MARIADB_PORT",
+            SqlServer::Mysql => "ORACLE_MYSQL_PORT",
+        };
+        services()
+            .var(name)
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    }
+
+    /// Whether `SELECT VERSION()`'s answer is this server's.
+    pub fn is_version_of(self, version: &str) -> bool {
+        version.contains("MariaDB") == (self == SqlServer::MariaDb)
+    }
+}
+
+/// Defines each named async test function (taking a `SqlServer`) once per server:
+/// `name::mariadb` and `name::mysql`. A leading attribute replaces `#[tokio::test]`
+/// (e.g. `#[tokio::test(flavor = "multi_thread")]`).
+#[macro_export]
+macro_rules! on_each_sql_server {
+    (#[$test:meta] $($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[$test]
+                async fn mariadb() {
+                    super::$name($crate::SqlServer::MariaDb).await;
+                }
+
+                #[$test]
+                async fn mysql() {
+                    super::$name($crate::SqlServer::Mysql).await;
+                }
+            }
+        )*
+    };
+    ($($name:ident),* $(,)?) => {
+        $crate::on_each_sql_server!(#[tokio::test] $($name),*);
+    };
+}
+
 /// A name unique to this process and call (`prefix_<pid>_<n>_<time>`), for a fresh
 /// database, collection, topic or consumer group per test. Lowercase ASCII, digits
 /// and `_` only, so it is valid everywhere.
