@@ -14,8 +14,26 @@ use domain::{StoreError, StoreErrorKind};
 
 use crate::{Error, MysqlConfig};
 
-/// The longest name `GET_LOCK` accepts.
+/// The longest name `GET_LOCK` accepts (Oracle MySQL refuses longer ones; MariaDB
+/// takes them).
 const MAX_LOCK_NAME: usize = 64;
+
+/// A server-wide lock name, `prefix` then `database`, at most 64 characters: the
+/// database's name when it fits, else a stable digest of it (so two long names that
+/// share a prefix never share a lock, and every build computes the same name).
+/// Prefixes never change: instances of two releases must agree during a rollout.
+pub(crate) fn lock_name(prefix: &str, database: &str) -> String {
+    let plain = format!("{prefix}{database}");
+    if plain.len() <= MAX_LOCK_NAME {
+        return plain;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(database.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    let mut name = format!("{prefix}{hex}");
+    name.truncate(MAX_LOCK_NAME);
+    name
+}
 
 pub(crate) struct RelayLease {
     name: String,
@@ -26,10 +44,8 @@ pub(crate) struct RelayLease {
 impl RelayLease {
     /// One lease per database: instances sharing the outbox share the lease.
     pub(crate) fn new(config: &MysqlConfig) -> Result<Self, Error> {
-        let opts =
-            mysql_async::Opts::from_url(&config.url()).map_err(|e| Error::Connect(Box::new(e)))?;
-        let mut name = format!("central-library.outbox-relay.{}", config.database);
-        name.truncate(MAX_LOCK_NAME);
+        let opts = config.opts(true)?;
+        let name = lock_name("central-library.outbox-relay.", &config.database);
         Ok(RelayLease {
             name,
             opts,
@@ -76,5 +92,20 @@ impl RelayLease {
                 tracing::warn!(error = %e, "outbox relay lease: connection did not quit cleanly");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_names_fit_and_stay_distinct() {
+        assert_eq!(lock_name("m:", "central-library"), "m:central-library");
+        let a = lock_name("m:", &format!("{}a", "x".repeat(63)));
+        let b = lock_name("m:", &format!("{}b", "x".repeat(63)));
+        assert!(a.len() <= MAX_LOCK_NAME && b.len() <= MAX_LOCK_NAME);
+        assert_ne!(a, b);
+        assert_eq!(a, lock_name("m:", &format!("{}a", "x".repeat(63))));
     }
 }

@@ -10,10 +10,11 @@ mod lease;
 mod migrate;
 mod outbox;
 mod pool;
+mod preflight;
 mod schema;
 mod seed;
 mod store;
 
-pub use config::MysqlConfig;
-pub use error::Error;
+pub use config::{MysqlConfig, SslMode};
+pub use error::{Error, OpenTwice};
 pub use store::MysqlCheckouts;

@@ -182,7 +182,10 @@ impl MysqlPool {
             .connection_timeout(config.acquire_timeout)
             .build(manager)
             .await
-            .map_err(|e| Error::Connect(Box::new(e)))?;
+            .map_err(|e| Error::Connect {
+                address: config.address(),
+                source: Box::new(e),
+            })?;
         Ok(MysqlPool {
             pool: Mutex::new(Some(pool)),
             source,
@@ -280,11 +283,12 @@ pub(crate) fn connection_source(
     config: &MysqlConfig,
     limit: u32,
 ) -> Result<mysql_async::Pool, Error> {
-    let opts =
-        mysql_async::Opts::from_url(&config.url()).map_err(|e| Error::Connect(Box::new(e)))?;
-    let constraints = mysql_async::PoolConstraints::new(0, limit.max(1) as usize)
-        .ok_or_else(|| Error::Connect("invalid pool limit".into()))?;
-    let opts = mysql_async::OptsBuilder::from_opts(opts)
+    let constraints =
+        mysql_async::PoolConstraints::new(0, limit.max(1) as usize).ok_or(Error::Setting {
+            setting: "MYSQL_CONNECTION_POOL_LIMIT",
+            reason: format!("{limit} is not a pool size"),
+        })?;
+    let opts = mysql_async::OptsBuilder::from_opts(config.opts(true)?)
         .pool_opts(mysql_async::PoolOpts::default().with_constraints(constraints));
     Ok(mysql_async::Pool::new(opts))
 }

@@ -1,6 +1,7 @@
 //! `MysqlCheckouts`: the domain's `CheckoutStore` on the legacy table.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -12,6 +13,7 @@ use domain::{
     SortField, StoreError,
 };
 
+use crate::error::is_lock_conflict;
 use crate::lease::RelayLease;
 use crate::outbox;
 use crate::pool::MysqlPool;
@@ -23,6 +25,23 @@ pub struct MysqlCheckouts {
     pool: MysqlPool,
     lease: RelayLease,
     drain_timeout: std::time::Duration,
+    /// Mutations run again after a deadlock or lock-wait timeout (a metric).
+    lock_retries: AtomicU64,
+    /// The TLS cipher the first session negotiated, `None` without TLS.
+    tls_cipher: Option<String>,
+}
+
+/// Attempts of one mutation when other transactions' locks get in its way. Different
+/// copies do not contend by design (see `check_in`); what remains is rare and short,
+/// and InnoDB has rolled the loser back, so running it again is safe.
+const LOCK_ATTEMPTS: u32 = 8;
+
+/// Waits a random time before attempt `attempt` (full jitter, doubling from 2 ms up
+/// to 64 ms), so the transactions that collided do not collide again.
+async fn lock_backoff(attempt: u32) {
+    let cap_ms = 2u64 << attempt.min(5);
+    let wait = std::time::Duration::from_micros(fastrand::u64(0..=cap_ms * 1000));
+    tokio::time::sleep(wait).await;
 }
 
 #[derive(Queryable, Selectable)]
@@ -51,15 +70,32 @@ impl MysqlCheckouts {
     /// Runs pending migrations, then opens the pool. Fails when the server cannot be
     /// reached: the gateway decides whether that is fatal.
     pub async fn connect(config: &MysqlConfig) -> Result<Self, Error> {
-        let applied = migrate::run(config).await?;
-        if !applied.is_empty() {
-            tracing::info!(migrations = ?applied, "mysql: migrations applied");
-        }
+        let migrated = migrate::run(config).await?;
+        let config = &migrated.config;
+        let session = migrated.session;
+        tracing::info!(
+            server = ?session.server,
+            tls_cipher = session.tls_cipher.as_deref().unwrap_or("none"),
+            migrations = ?migrated.applied,
+            "mysql: connected, schema up to date"
+        );
         Ok(MysqlCheckouts {
             pool: MysqlPool::connect(config).await?,
             lease: RelayLease::new(config)?,
             drain_timeout: config.drain_timeout,
+            lock_retries: AtomicU64::new(0),
+            tls_cipher: session.tls_cipher,
         })
+    }
+
+    /// The TLS cipher the connector's sessions use (`None`: no TLS).
+    pub fn tls_cipher(&self) -> Option<&str> {
+        self.tls_cipher.as_deref()
+    }
+
+    /// How many times a mutation ran again after a deadlock or lock-wait timeout.
+    pub fn lock_retries(&self) -> u64 {
+        AtomicU64::load(&self.lock_retries, Ordering::Relaxed)
     }
 
     /// Creates the configured database if missing (tests, the seed tool, fresh
@@ -120,11 +156,19 @@ impl MysqlCheckouts {
 /// Runs one statement on a server-level connection, and quits it properly.
 async fn admin_exec(config: &MysqlConfig, sql: &str) -> Result<(), Error> {
     use mysql_async::prelude::Queryable;
-    let connect = |e: mysql_async::Error| Error::Connect(Box::new(e));
-    let mut conn = mysql_async::Conn::from_url(config.server_url())
+    let mut conn = match mysql_async::Conn::new(config.opts(false)?).await {
+        Ok(conn) => conn,
+        Err(e) => match config.plain_fallback(&e) {
+            Some(plain) => mysql_async::Conn::new(plain.opts(false)?)
+                .await
+                .map_err(|e| Error::connecting(&plain, e))?,
+            None => return Err(Error::connecting(config, e)),
+        },
+    };
+    let result = conn
+        .query_drop(sql)
         .await
-        .map_err(connect)?;
-    let result = conn.query_drop(sql).await.map_err(connect);
+        .map_err(|e| Error::connecting(config, e));
     let _ = conn.disconnect().await;
     result
 }
@@ -139,9 +183,10 @@ fn safe_identifier(name: &str) -> Result<&str, Error> {
     if ok {
         Ok(name)
     } else {
-        Err(Error::Connect(
-            format!("refusing database name {name:?}").into(),
-        ))
+        Err(Error::Setting {
+            setting: "MYSQL_DATABASE",
+            reason: format!("{name:?} is not a plain database name (letters, digits, _ and -)"),
+        })
     }
 }
 
@@ -281,74 +326,106 @@ impl CheckoutStore for MysqlCheckouts {
         user_email: &str,
     ) -> Result<Checkout, CheckoutError> {
         let mut conn = self.pool.get().await?;
-        let asset = asset_upc.to_string();
-        let email = user_email.to_string();
-        let result = conn
-            .transaction::<_, DieselError, _>(async |conn| {
-                diesel::insert_into(checkouts::table)
-                    .values((
-                        dsl::user_email.eq(&email),
-                        dsl::asset_upc.eq(&asset),
-                        dsl::checkout_date.eq(now_seconds()),
-                    ))
-                    .execute(conn)
+        let mut attempt = 0;
+        loop {
+            let checkout_date = now_seconds();
+            let result = conn
+                .transaction::<_, DieselError, _>(async |conn| {
+                    diesel::insert_into(checkouts::table)
+                        .values((
+                            dsl::user_email.eq(user_email),
+                            dsl::asset_upc.eq(asset_upc),
+                            dsl::checkout_date.eq(checkout_date),
+                        ))
+                        .execute(conn)
+                        .await?;
+                    let id: u64 = diesel::select(diesel::dsl::sql::<
+                        diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
+                    >("LAST_INSERT_ID()"))
+                    .get_result(conn)
                     .await?;
-                let id: u64 = diesel::select(diesel::dsl::sql::<
-                    diesel::sql_types::Unsigned<diesel::sql_types::BigInt>,
-                >("LAST_INSERT_ID()"))
-                .get_result(conn)
-                .await?;
-                let row: Checkout = checkouts::table
-                    .find(id as i32)
-                    .select(Row::as_select())
-                    .first(conn)
-                    .await?
-                    .into();
-                outbox::record(conn, EventKind::Checkout, &row).await?;
-                Ok(row)
-            })
-            .await;
-        match result {
-            Ok(row) => Ok(row),
-            // The only unique key an insert can hit is the one-open-checkout guard.
-            Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
-                Err(CheckoutError::AlreadyCheckedOut)
+                    // The row as stored: every column is one we just wrote.
+                    let row = Checkout {
+                        id: i32::try_from(id)
+                            .map_err(|e| DieselError::DeserializationError(Box::new(e)))?,
+                        user_email: user_email.to_string(),
+                        asset_upc: asset_upc.to_string(),
+                        checkout_date: checkout_date.and_utc(),
+                        checkin_date: None,
+                    };
+                    outbox::record(conn, EventKind::Checkout, &row).await?;
+                    Ok(row)
+                })
+                .await;
+            match result {
+                Ok(row) => return Ok(row),
+                // The only unique key an insert can hit is the one-open-checkout guard.
+                Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)) => {
+                    return Err(CheckoutError::AlreadyCheckedOut)
+                }
+                Err(e) if is_lock_conflict(&e) && attempt + 1 < LOCK_ATTEMPTS => {
+                    self.lock_retries.fetch_add(1, Ordering::Relaxed);
+                    lock_backoff(attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(CheckoutError::Store(conn.error(e))),
             }
-            Err(e) => Err(CheckoutError::Store(conn.error(e))),
         }
     }
 
+    /// Finds the open row with a plain read, then closes it by primary key only if it
+    /// is still open. No locking read touches the one-open-per-copy index (whose gap
+    /// locks, on a column NULL for almost every row, made check-ins of one copy
+    /// deadlock with checkouts of others); the conditional update is what keeps two
+    /// check-ins of one copy from both succeeding.
     async fn check_in(&self, asset_upc: &str) -> Result<Checkout, CheckoutError> {
         let mut conn = self.pool.get().await?;
-        let asset = asset_upc.to_string();
-        let result = conn
-            .transaction::<_, DieselError, _>(async |conn| {
-                // Through the unique index: locks just the open row.
-                let open: Option<Row> = checkouts::table
-                    .filter(dsl::open_asset_upc.eq(&asset))
+        let mut attempt = 0;
+        loop {
+            let open: Option<Row> = {
+                let result = checkouts::table
+                    .filter(dsl::open_asset_upc.eq(asset_upc))
                     .select(Row::as_select())
-                    .for_update()
-                    .first(conn)
+                    .first(&mut *conn)
                     .await
-                    .optional()?;
-                let Some(open) = open else {
-                    return Ok(None);
-                };
-                let now = now_seconds();
-                diesel::update(checkouts::table.find(open.row_id))
+                    .optional();
+                conn.check(result)?
+            };
+            let Some(open) = open else {
+                return Err(CheckoutError::NoOpenCheckout);
+            };
+            let now = now_seconds();
+            let mut row = Checkout::from(open);
+            row.checkin_date = Some(now.and_utc());
+            let result = conn
+                .transaction::<_, DieselError, _>(async |conn| {
+                    let closed = diesel::update(
+                        checkouts::table
+                            .find(row.id)
+                            .filter(dsl::checkin_date.is_null()),
+                    )
                     .set(dsl::checkin_date.eq(Some(now)))
                     .execute(conn)
                     .await?;
-                let mut row = Checkout::from(open);
-                row.checkin_date = Some(now.and_utc());
-                outbox::record(conn, EventKind::Checkin, &row).await?;
-                Ok(Some(row))
-            })
-            .await;
-        match result {
-            Ok(Some(row)) => Ok(row),
-            Ok(None) => Err(CheckoutError::NoOpenCheckout),
-            Err(e) => Err(CheckoutError::Store(conn.error(e))),
+                    if closed == 0 {
+                        return Ok(false); // checked in by another request meanwhile
+                    }
+                    outbox::record(conn, EventKind::Checkin, &row).await?;
+                    Ok(true)
+                })
+                .await;
+            match result {
+                Ok(true) => return Ok(row),
+                // Look again: no open checkout now, or a newer one.
+                Ok(false) if attempt + 1 < LOCK_ATTEMPTS => attempt += 1,
+                Ok(false) => return Err(CheckoutError::NoOpenCheckout),
+                Err(e) if is_lock_conflict(&e) && attempt + 1 < LOCK_ATTEMPTS => {
+                    self.lock_retries.fetch_add(1, Ordering::Relaxed);
+                    lock_backoff(attempt).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(CheckoutError::Store(conn.error(e))),
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 ALTER TABLE checkouts
-    DROP INDEX IF EXISTS checkouts_by_email_date,
-    DROP INDEX IF EXISTS checkouts_by_date,
-    DROP INDEX IF EXISTS checkouts_by_asset,
-    DROP INDEX IF EXISTS checkouts_one_open_per_asset,
-    DROP COLUMN IF EXISTS open_asset_upc;
+    DROP INDEX checkouts_by_email_date,
+    DROP INDEX checkouts_by_date,
+    DROP INDEX checkouts_by_asset,
+    DROP INDEX checkouts_one_open_per_asset,
+    DROP COLUMN open_asset_upc;

@@ -1,1 +1,1 @@
-ALTER TABLE checkouts DROP INDEX IF EXISTS checkouts_open_by_email;
+ALTER TABLE checkouts DROP INDEX checkouts_open_by_email;
