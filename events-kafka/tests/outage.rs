@@ -15,6 +15,7 @@ use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shutdown::Closeable;
+use testkit::SqlServer;
 
 struct Broker {
     child: Child,
@@ -96,17 +97,16 @@ fn start_broker() -> Broker {
     broker
 }
 
-async fn fresh_store() -> (MysqlCheckouts, MysqlConfig) {
-    let config = common::fresh_mysql_config();
+async fn fresh_store(server: SqlServer) -> (MysqlCheckouts, MysqlConfig) {
+    let config = common::fresh_mysql_config(server);
     MysqlCheckouts::create_database(&config).await.unwrap();
     (MysqlCheckouts::connect(&config).await.unwrap(), config)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_outage_loses_nothing_and_duplicates_nothing() {
+async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer) {
     let broker = start_broker();
     let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
-    let (store, db) = fresh_store().await;
+    let (store, db) = fresh_store(server).await;
     let store = Arc::new(store);
     let hub = EventHub::start(&kafka).await.unwrap();
     let mut rx = hub.subscribe();
@@ -170,3 +170,8 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing() {
     store.close().await.unwrap();
     MysqlCheckouts::drop_database(&db).await.unwrap();
 }
+
+testkit::on_each_sql_server!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    a_broker_outage_loses_nothing_and_duplicates_nothing,
+);

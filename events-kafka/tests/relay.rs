@@ -13,6 +13,7 @@ use data_mysql::MysqlCheckouts;
 use domain::{CheckoutStore, Outbox, OutboxEvent, StoreError};
 use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
 use shutdown::Closeable;
+use testkit::SqlServer;
 
 /// One instance's view of the outbox, recording which rows it marked sent (which it
 /// published).
@@ -86,9 +87,8 @@ async fn until_all_sent(store: &MysqlCheckouts) {
     .expect("the outbox drains");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_never_publish_a_row_twice_and_a_standby_takes_over() {
-    let db = common::fresh_mysql_config();
+async fn two_instances_never_publish_a_row_twice_and_a_standby_takes_over(server: SqlServer) {
+    let db = common::fresh_mysql_config(server);
     MysqlCheckouts::create_database(&db).await.unwrap();
     let a = Arc::new(Instance {
         store: MysqlCheckouts::connect(&db).await.unwrap(),
@@ -155,3 +155,8 @@ async fn two_instances_never_publish_a_row_twice_and_a_standby_takes_over() {
     b.store.close().await.unwrap();
     MysqlCheckouts::drop_database(&db).await.unwrap();
 }
+
+testkit::on_each_sql_server!(
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    two_instances_never_publish_a_row_twice_and_a_standby_takes_over,
+);

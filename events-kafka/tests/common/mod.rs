@@ -1,16 +1,17 @@
-//! Shared by the integration tests that need the harness's MariaDB.
+//! Shared by the integration tests that need the harness's MySQL servers.
 
 use data_mysql::MysqlConfig;
+use testkit::SqlServer;
 
-/// Settings for a fresh database (not yet created) on the harness's MariaDB.
-pub fn fresh_mysql_config() -> MysqlConfig {
+/// Settings for a fresh database (not yet created) on the harness's `server`.
+pub fn fresh_mysql_config(server: SqlServer) -> MysqlConfig {
     let s = testkit::services();
     let mut base = MysqlConfig::new(
-        s.var("MYSQL_HOST"),
+        server.host(),
         s.var("MYSQL_USER"),
         s.var("MYSQL_PASSWORD"),
         "x",
     );
-    base.port = s.var("MYSQL_PORT").parse().expect("MYSQL_PORT");
+    base.port = server.port();
     base.with_database(&testkit::unique_name("cl_test"))
 }
