@@ -61,6 +61,14 @@ pub enum ConfigError {
     /// A value could not be read (not a number, unreadable file).
     #[error("invalid configuration")]
     Invalid(#[from] config::ConfigError),
+    /// A value is readable but not one the setting takes.
+    #[error("invalid {name}: {reason}")]
+    Value {
+        /// The variable's name.
+        name: &'static str,
+        /// What it takes.
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +85,8 @@ struct Raw {
     mysql_database: Option<String>,
     mysql_connection_pool_limit: Option<u32>,
     mysql_timezone: Option<String>,
+    mysql_ssl_mode: Option<String>,
+    mysql_ssl_ca: Option<String>,
     mongo_url: Option<String>,
     mongo_user: Option<String>,
     mongo_password: Option<String>,
@@ -110,6 +120,8 @@ pub const KNOWN_NAMES: &[&str] = &[
     "MYSQL_DATABASE",
     "MYSQL_CONNECTION_POOL_LIMIT",
     "MYSQL_TIMEZONE",
+    "MYSQL_SSL_MODE",
+    "MYSQL_SSL_CA",
     "MONGO_URL",
     "MONGO_USER",
     "MONGO_PASSWORD",
@@ -186,6 +198,15 @@ impl Settings {
         if !missing.is_empty() {
             return Err(ConfigError::Missing(missing));
         }
+        let ssl_mode = match raw.mysql_ssl_mode.as_deref().filter(|m| !m.is_empty()) {
+            None => data_mysql::SslMode::default(),
+            Some(mode) => mode.parse().map_err(|_| ConfigError::Value {
+                name: "MYSQL_SSL_MODE",
+                reason: format!(
+                    "{mode:?} is not one of disabled, preferred, required, verify_ca, verify_identity"
+                ),
+            })?,
+        };
         let services = wants_services.then(|| {
             let text = |v: &Option<String>| v.clone().unwrap_or_default();
             let mut mysql = data_mysql::MysqlConfig::new(
@@ -196,6 +217,12 @@ impl Settings {
             );
             mysql.port = raw.mysql_port.unwrap_or(3306);
             mysql.pool_limit = raw.mysql_connection_pool_limit.unwrap_or(10);
+            mysql.ssl_mode = ssl_mode;
+            mysql.ssl_ca = raw
+                .mysql_ssl_ca
+                .clone()
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from);
             let mut mongo =
                 data_mongo::MongoConfig::new(&text(&raw.mongo_url), &text(&raw.mongo_database));
             mongo.user = raw.mongo_user.clone().filter(|u| !u.is_empty());
@@ -263,6 +290,44 @@ mod tests {
             ),
             other => panic!("expected missing names, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn mysql_tls_settings() {
+        let raw = || Raw {
+            mysql_host: Some("db".into()),
+            mysql_user: Some("u".into()),
+            mysql_password: Some("p".into()),
+            mysql_database: Some("d".into()),
+            mongo_url: Some("mongodb://m".into()),
+            mongo_database: Some("d".into()),
+            kafka_brokers: Some("k:9092".into()),
+            public_jwt_key_url: Some("http://k/publickey".into()),
+            ..Raw::default()
+        };
+        let mysql = |raw| Settings::from_raw(raw).unwrap().services.unwrap().mysql;
+        assert_eq!(mysql(raw()).ssl_mode, data_mysql::SslMode::Preferred);
+        let verified = mysql(Raw {
+            mysql_ssl_mode: Some("VERIFY_IDENTITY".into()),
+            mysql_ssl_ca: Some("/etc/ca.pem".into()),
+            ..raw()
+        });
+        assert_eq!(verified.ssl_mode, data_mysql::SslMode::VerifyIdentity);
+        assert_eq!(verified.ssl_ca, Some(PathBuf::from("/etc/ca.pem")));
+        let bad = Settings::from_raw(Raw {
+            mysql_ssl_mode: Some("yes".into()),
+            ..raw()
+        });
+        assert!(
+            matches!(
+                bad,
+                Err(ConfigError::Value {
+                    name: "MYSQL_SSL_MODE",
+                    ..
+                })
+            ),
+            "{bad:?}"
+        );
     }
 
     #[test]

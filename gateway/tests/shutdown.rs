@@ -396,6 +396,45 @@ fn on_real_services_every_closeable_closes_in_order() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "close order: {log}");
 }
 
+/// A database that refuses the start (here the password) is one log line naming the
+/// setting, and exit 1: no panic, no raw SQL error over several lines.
+#[test]
+fn a_refused_database_sign_in_exits_one_with_one_line() {
+    let s = testkit::services();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gateway"));
+    cmd.env_clear().env("APP_ENV", "production");
+    for k in [
+        "MYSQL_HOST",
+        "MYSQL_PORT",
+        "MYSQL_USER",
+        "MYSQL_DATABASE",
+        "MONGO_URL",
+        "MONGO_DATABASE",
+        "KAFKA_BROKERS",
+        "PUBLIC_JWT_KEY_URL",
+    ] {
+        cmd.env(k, s.var(k));
+    }
+    let out = cmd.env("MYSQL_PASSWORD", "0123-wrong").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let failed: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("\"level\":\"ERROR\""))
+        .collect();
+    assert_eq!(failed.len(), 1, "{stdout}");
+    assert!(
+        failed[0].contains("start-up failed") && failed[0].contains("MYSQL_PASSWORD"),
+        "{}",
+        failed[0]
+    );
+    assert!(
+        !stdout.contains("0123-wrong"),
+        "the password is never logged"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).trim().is_empty());
+}
+
 #[test]
 fn missing_configuration_exits_one_listing_every_name() {
     let out = Command::new(env!("CARGO_BIN_EXE_gateway"))

@@ -8,6 +8,7 @@ use data_mysql::{MysqlCheckouts, MysqlConfig};
 use gateway::config::{Services, Settings};
 use gateway::startup::Application;
 use serde_json::{json, Value};
+use testkit::SqlServer;
 
 pub struct TestApp {
     pub base: String,
@@ -38,15 +39,16 @@ impl Drop for TestApp {
     }
 }
 
-pub fn real_settings() -> (Settings, MysqlConfig, MongoConfig) {
+/// Settings for the harness's real services, with fresh database names, on `server`.
+pub fn real_settings(server: SqlServer) -> (Settings, MysqlConfig, MongoConfig) {
     let s = testkit::services();
     let mut mysql = MysqlConfig::new(
-        s.var("MYSQL_HOST"),
+        server.host(),
         s.var("MYSQL_USER"),
         s.var("MYSQL_PASSWORD"),
         s.var("MYSQL_DATABASE"),
     );
-    mysql.port = s.var("MYSQL_PORT").parse().expect("MYSQL_PORT");
+    mysql.port = server.port();
     let name = testkit::unique_name("cl_test");
     let mysql = mysql.with_database(&name);
     let mongo = MongoConfig::new(s.var("MONGO_URL"), &name);
@@ -86,8 +88,8 @@ impl TestApp {
         Self::start(settings, false, None).await
     }
 
-    pub async fn real() -> Self {
-        let (settings, mysql, mongo) = real_settings();
+    pub async fn real(server: SqlServer) -> Self {
+        let (settings, mysql, mongo) = real_settings(server);
         seed(&mysql, &mongo).await;
         Self::start(settings, true, Some((mysql, mongo))).await
     }
@@ -199,7 +201,8 @@ pub fn codes(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Defines a contract case twice: embedded and real.
+/// Defines a contract case three times: on the embedded stores, and on the real
+/// services with MariaDB and with Oracle MySQL.
 #[macro_export]
 macro_rules! contract {
     ($name:ident) => {
@@ -211,8 +214,14 @@ macro_rules! contract {
             }
 
             #[tokio::test]
-            async fn real() {
-                let app = $crate::helpers::TestApp::real().await;
+            async fn mariadb() {
+                let app = $crate::helpers::TestApp::real(testkit::SqlServer::MariaDb).await;
+                super::$name(&app).await;
+            }
+
+            #[tokio::test]
+            async fn mysql() {
+                let app = $crate::helpers::TestApp::real(testkit::SqlServer::Mysql).await;
                 super::$name(&app).await;
             }
         }
