@@ -39,6 +39,10 @@ pub struct Settings {
     pub max_aliases: usize,
     /// `QUERYCACHE_TTL_SECONDS`: checkoutFeed snapshot lifetime (86400).
     pub snapshot_ttl: Duration,
+    /// `GRAPHQL_REQUEST_TIMEOUT` seconds: longest a query or mutation runs (30).
+    pub request_timeout: Duration,
+    /// `GRAPHQL_METRICS_MAX_OPERATIONS`: distinct operation names labelled (100).
+    pub max_operation_labels: usize,
 }
 
 /// The real data sources.
@@ -103,6 +107,8 @@ struct Raw {
     graphql_max_complexity: Option<usize>,
     graphql_max_aliases: Option<usize>,
     querycache_ttl_seconds: Option<f64>,
+    graphql_request_timeout: Option<f64>,
+    graphql_metrics_max_operations: Option<usize>,
 }
 
 /// Every environment name the gateway reads (the deploy checks compare against it).
@@ -138,6 +144,8 @@ pub const KNOWN_NAMES: &[&str] = &[
     "GRAPHQL_MAX_COMPLEXITY",
     "GRAPHQL_MAX_ALIASES",
     "QUERYCACHE_TTL_SECONDS",
+    "GRAPHQL_REQUEST_TIMEOUT",
+    "GRAPHQL_METRICS_MAX_OPERATIONS",
 ];
 
 fn secs(v: Option<f64>, default: f64) -> Duration {
@@ -251,6 +259,8 @@ impl Settings {
             max_complexity: raw.graphql_max_complexity.unwrap_or(5_000),
             max_aliases: raw.graphql_max_aliases.unwrap_or(15),
             snapshot_ttl: secs(raw.querycache_ttl_seconds, 86_400.0),
+            request_timeout: secs(raw.graphql_request_timeout, 30.0),
+            max_operation_labels: raw.graphql_metrics_max_operations.unwrap_or(100),
         })
     }
 }

@@ -7,5 +7,6 @@ pub mod embedded;
 pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod pipeline;
 pub mod startup;
 pub mod telemetry;

@@ -20,8 +20,9 @@ use crate::config::{Services, Settings};
 use crate::counted::Counted;
 use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
 use crate::events::{EventFeed, LocalBus};
-use crate::graphql::{self, Limits, Stores};
+use crate::graphql::{self, AliasLimit, Limits, Stores};
 use crate::http::{self, DependencyCheck, HttpState, Metrics, Sampler, WsTracker};
+use crate::pipeline::{Pipeline, PipelineConfig};
 
 /// The same stores, each call counted in `metrics`.
 fn counted(stores: Stores, metrics: &Metrics) -> Stores {
@@ -132,9 +133,10 @@ impl Application {
         for c in backends.closeables {
             coordinator.register(c);
         }
-        let metrics = Metrics::new(backends.samplers).context("metrics")?;
-        let schemas = graphql::build(
-            counted(backends.stores, &metrics),
+        let metrics = Arc::new(Metrics::new(backends.samplers).context("metrics")?);
+        let stores = counted(backends.stores, &metrics);
+        let schema = graphql::build(
+            stores.clone(),
             Limits {
                 depth: settings.max_depth,
                 complexity: settings.max_complexity,
@@ -142,9 +144,20 @@ impl Application {
             },
             settings.production,
         );
+        let pipeline = Arc::new(Pipeline::new(
+            schema,
+            stores,
+            PipelineConfig {
+                production: settings.production,
+                timeout: settings.request_timeout,
+                aliases: AliasLimit(settings.max_aliases),
+                max_operation_labels: settings.max_operation_labels,
+            },
+            Arc::clone(&metrics),
+        ));
         let websockets = WsTracker::default();
         let state = web::Data::new(HttpState {
-            schemas,
+            pipeline,
             verifier: backends.verifier,
             readiness: readiness.clone(),
             production: settings.production,

@@ -2,11 +2,8 @@
 //! checks) and aliases (checked here: async-graphql has no alias limit, and aliases
 //! let one request repeat an expensive field many times).
 
-use std::sync::Arc;
-
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{Request, ServerError, ServerResult, Variables};
+use async_graphql::{Request, ServerError, ServerResult};
 
 /// Limits on what one operation may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +27,8 @@ impl Default for Limits {
 }
 
 /// Refuses documents with more than this many aliased fields, before validation
-/// and before any data is read: [`AliasLimit::check`] for HTTP, the extension for
-/// WebSocket operations (see [`super::Schemas`]).
+/// and before any data is read (the pipeline checks every operation, whatever its
+/// transport).
 #[derive(Debug, Clone, Copy)]
 pub struct AliasLimit(pub usize);
 
@@ -58,27 +55,6 @@ impl AliasLimit {
             ));
         }
         Ok(())
-    }
-}
-
-impl ExtensionFactory for AliasLimit {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimit(self.0))
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for AliasLimit {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        self.check_document(&document)?;
-        Ok(document)
     }
 }
 

@@ -2,7 +2,7 @@
 //! number of round trips (one per loader), whatever N is.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use domain::{Book, CatalogStore, Checkout, CheckoutStore, Patron, StoreError};
@@ -122,4 +122,42 @@ impl Loaders {
             by_upc: cached(History(Arc::clone(checkouts), By::Upc)),
         }
     }
+}
+
+/// The loaders an operation's resolvers reach: one set per query or mutation, and a
+/// fresh set for each subscription event (`renew`), so a long-lived subscription
+/// never serves a patron or book cached from an earlier event, and its caches never
+/// grow past one event's worth. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct LoaderScope {
+    current: Arc<Mutex<Arc<Loaders>>>,
+    catalog: Arc<dyn CatalogStore>,
+    checkouts: Arc<dyn CheckoutStore>,
+}
+
+impl LoaderScope {
+    /// A scope with fresh loaders over these stores.
+    pub fn new(catalog: &Arc<dyn CatalogStore>, checkouts: &Arc<dyn CheckoutStore>) -> Self {
+        LoaderScope {
+            current: Arc::new(Mutex::new(Arc::new(Loaders::new(catalog, checkouts)))),
+            catalog: Arc::clone(catalog),
+            checkouts: Arc::clone(checkouts),
+        }
+    }
+
+    /// The loaders in use now.
+    pub fn get(&self) -> Arc<Loaders> {
+        Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Starts a fresh set (a subscription's next event).
+    pub fn renew(&self) {
+        let fresh = Arc::new(Loaders::new(&self.catalog, &self.checkouts));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+}
+
+/// The current loaders of the operation `ctx` belongs to.
+pub fn loaders(ctx: &async_graphql::Context<'_>) -> async_graphql::Result<Arc<Loaders>> {
+    Ok(ctx.data::<LoaderScope>()?.get())
 }

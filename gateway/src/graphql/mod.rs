@@ -26,43 +26,20 @@ pub use subscription::SubscriptionRoot;
 /// The schema type.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
-/// The schema, built twice over the same stores. When a schema has any extension,
-/// async-graphql runs every field and list item through the extension chain and
-/// formats type names for each (about a fifth of a checkouts page's CPU in the
-/// profile, bench/RESULTS.md). So the HTTP schema has none and its handler applies
-/// [`AliasLimit::check`] to the parsed document; the WebSocket schema, whose
-/// operations arrive inside the protocol, applies the same limit as an extension.
-pub struct Schemas {
-    /// For `POST` and `GET /graphql`: no extensions.
-    pub http: AppSchema,
-    /// For WebSocket connections: the alias limit as an extension.
-    pub websocket: AppSchema,
-    /// The alias limit the HTTP handler applies.
-    pub aliases: AliasLimit,
-    /// Parsed documents for the HTTP handler.
-    pub documents: DocumentCache,
-}
-
-/// Builds the schemas over `stores`. In production, introspection is off.
-pub fn build(stores: Stores, limits: Limits, production: bool) -> Schemas {
-    let builder = || {
-        let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
-            .data(stores.clone())
-            .register_output_type::<types::UserRole>()
-            .limit_depth(limits.depth)
-            .limit_complexity(limits.complexity);
-        if production {
-            builder.disable_introspection()
-        } else {
-            builder
-        }
-    };
-    let aliases = AliasLimit(limits.aliases);
-    Schemas {
-        http: builder().finish(),
-        websocket: builder().extension(aliases).finish(),
-        aliases,
-        documents: DocumentCache::default(),
+/// Builds the schema over `stores`. In production, introspection is off. It has no
+/// extension: with any, async-graphql runs every field and list item through the
+/// extension chain (about a fifth of a checkouts page's CPU, bench/RESULTS.md); the
+/// pipeline applies the alias limit to the parsed document instead.
+pub fn build(stores: Stores, limits: Limits, production: bool) -> AppSchema {
+    let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+        .data(stores)
+        .register_output_type::<types::UserRole>()
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity);
+    if production {
+        builder.disable_introspection().finish()
+    } else {
+        builder.finish()
     }
 }
 

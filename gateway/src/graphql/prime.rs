@@ -14,7 +14,7 @@ use async_graphql::{Context, SelectionField, Value};
 use domain::{distinct_keys, Book, Checkout, Patron};
 
 use super::context::stores;
-use super::loaders::{shared, HistoryKey, Loaders};
+use super::loaders::{loaders, shared, HistoryKey};
 use super::types::CheckOut;
 
 /// The patrons and books found for a list of checkouts, by email and by UPC.
@@ -72,7 +72,7 @@ pub async fn checkout_children(
 /// Primes what the `Patron` items of `field` select: `checkOuts` (per distinct
 /// `currentCheckoutsOnly`), and what those checkouts select in turn.
 pub async fn patron_children(ctx: &Context<'_>, field: SelectionField<'_>, patrons: &[Patron]) {
-    let (Ok(stores), Ok(loaders)) = (stores(ctx), ctx.data::<Loaders>()) else {
+    let (Ok(stores), Ok(loaders)) = (stores(ctx), loaders(ctx)) else {
         return;
     };
     let emails = distinct_keys(patrons.iter().filter_map(|p| p.email.as_ref()));

@@ -9,6 +9,7 @@ use futures::{Stream, StreamExt};
 use super::context::stores;
 use super::errors::coded;
 use super::guards::RoleGuard;
+use super::loaders::LoaderScope;
 use super::types::CheckOut;
 use crate::events::{ResumeError, Subscribed};
 
@@ -35,22 +36,28 @@ async fn stream_of(
             };
             coded(e.to_string(), code)
         })?;
+    // Each event resolves with fresh loaders (its patron as it is now).
+    let scope = ctx.data::<LoaderScope>()?.clone();
     let live = tokio_stream_from(live).filter(move |item| {
         let fresh = !matches!(item, Ok(d) if covered.covers(d));
         async move { fresh }
     });
     let missed = futures::stream::iter(missed.into_iter().map(Ok));
-    Ok(missed.chain(live).filter_map(move |item| async move {
-        match item {
-            Ok(d) if kinds.contains(&d.kind) => {
-                let row = d.event.to_checkout()?;
-                Some(Ok(Some(CheckOut {
-                    event_id: d.event_id.clone(),
-                    ..CheckOut::from(row)
-                })))
+    Ok(missed.chain(live).filter_map(move |item| {
+        let scope = scope.clone();
+        async move {
+            match item {
+                Ok(d) if kinds.contains(&d.kind) => {
+                    let row = d.event.to_checkout()?;
+                    scope.renew();
+                    Some(Ok(Some(CheckOut {
+                        event_id: d.event_id.clone(),
+                        ..CheckOut::from(row)
+                    })))
+                }
+                Ok(_) => None,
+                Err(lagged) => Some(Err(coded(lagged, "SUBSCRIBER_TOO_SLOW"))),
             }
-            Ok(_) => None,
-            Err(lagged) => Some(Err(coded(lagged, "SUBSCRIBER_TOO_SLOW"))),
         }
     }))
 }

@@ -9,7 +9,7 @@ use domain::{Book, BookCondition as Condition, BookCopy, Checkout, Patron};
 use super::context::viewer;
 use super::dates;
 use super::errors::{coded, internal, invalid_email, not_authorized};
-use super::loaders::{HistoryKey, Loaders};
+use super::loaders::{loaders, HistoryKey};
 use super::prime;
 use super::scalars::{is_valid, Email};
 
@@ -167,8 +167,7 @@ impl CheckOut {
     async fn patron(&self, ctx: &Context<'_>) -> Result<PatronObj> {
         let found = match &self.patron {
             Some(p) => Some(Arc::clone(p)),
-            None => ctx
-                .data::<Loaders>()?
+            None => loaders(ctx)?
                 .patrons
                 .load_one(self.row.user_email.clone())
                 .await
@@ -185,8 +184,7 @@ impl CheckOut {
     async fn book(&self, ctx: &Context<'_>) -> Result<BookObj> {
         let found = match &self.book {
             Some(b) => Some(Arc::clone(b)),
-            None => ctx
-                .data::<Loaders>()?
+            None => loaders(ctx)?
                 .books
                 .load_one(self.row.asset_upc.clone())
                 .await
@@ -255,8 +253,7 @@ impl PatronObj {
             key: email.clone(),
             open_only: current_checkouts_only.unwrap_or(false),
         };
-        let rows = ctx
-            .data::<Loaders>()?
+        let rows = loaders(ctx)?
             .by_email
             .load_one(key)
             .await
@@ -337,8 +334,7 @@ impl BookCopyObj {
             key: self.0.library_upc.clone(),
             open_only: current_checkouts_only.unwrap_or(false),
         };
-        let rows = ctx
-            .data::<Loaders>()?
+        let rows = loaders(ctx)?
             .by_upc
             .load_one(key)
             .await

@@ -5,14 +5,13 @@ use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::{DocumentOperations, OperationType};
-use async_graphql::{ErrorExtensionValues, Request, Response, ServerError, Value};
+use async_graphql::parser::types::OperationType;
+use async_graphql::Request;
 use futures::StreamExt;
 
 use super::HttpState;
-use crate::graphql::loaders::Loaders;
-use crate::graphql::scalars::INVALID_EMAIL_MARKER;
-use crate::graphql::{Stores, Viewer};
+use crate::graphql::Viewer;
+use crate::pipeline::Failure;
 
 /// A JSON error body in the GraphQL shape, for failures before execution.
 pub(crate) fn error_response(status: StatusCode, message: &str, code: &str) -> HttpResponse {
@@ -146,7 +145,7 @@ pub async fn post(
     }
     // Straight into the request type (one pass); a failure says whether the body
     // was not JSON at all or JSON of the wrong shape.
-    let mut request: Request = match serde_json::from_slice(&body) {
+    let request: Request = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) if e.is_data() => {
             return error_response(
@@ -163,7 +162,6 @@ pub async fn post(
             )
         }
     };
-    state.schemas.documents.prepare(&mut request);
     execute(&state, &req, request).await
 }
 
@@ -210,8 +208,7 @@ pub async fn get(
             )
         }
     };
-    state.schemas.documents.prepare(&mut request);
-    if !is_query_only(&mut request) {
+    if !is_query_only(&state, &mut request) {
         let mut resp = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
             "mutations and subscriptions are not allowed over GET; use POST",
@@ -232,107 +229,77 @@ pub async fn method_not_allowed() -> HttpResponse {
     )
 }
 
-/// Whether the operation a GET would run is a query. Unparseable documents pass:
-/// execution reports the syntax error. The parsed document stays in the request.
-fn is_query_only(request: &mut Request) -> bool {
-    let operation_name = request.operation_name.clone();
-    let Ok(doc) = request.parsed_query() else {
-        return true;
-    };
-    match (&doc.operations, operation_name.as_deref()) {
-        (DocumentOperations::Single(op), _) => op.node.ty == OperationType::Query,
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .get(name)
-            .is_none_or(|op| op.node.ty == OperationType::Query),
-        // Ambiguous without a name: allowed only if nothing in it could write.
-        (DocumentOperations::Multiple(ops), None) => {
-            ops.values().all(|op| op.node.ty == OperationType::Query)
-        }
+/// Whether the operation a GET would run is a query. Documents that do not parse
+/// or select no operation pass: execution reports why.
+fn is_query_only(state: &HttpState, request: &mut Request) -> bool {
+    use async_graphql::parser::types::DocumentOperations;
+    if let Some(ty) = state.pipeline.operation_type(request) {
+        return ty == OperationType::Query;
+    }
+    // No operation selected: refuse if the document holds anything but queries,
+    // so an ambiguous GET can never write.
+    match request.parsed_query() {
+        Ok(doc) => match &doc.operations {
+            DocumentOperations::Single(op) => op.node.ty == OperationType::Query,
+            DocumentOperations::Multiple(ops) => {
+                ops.values().all(|op| op.node.ty == OperationType::Query)
+            }
+        },
+        Err(_) => true,
     }
 }
 
-async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> HttpResponse {
-    let viewer = match authenticate(state, req).await {
+/// The media type of the reply: `application/graphql-response+json` when the client
+/// accepts it (GraphQL over HTTP), else the seed's `application/json`.
+fn graphql_response_media(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';').next().is_some_and(|m| {
+                m.trim()
+                    .eq_ignore_ascii_case("application/graphql-response+json")
+            })
+        })
+}
+
+async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> HttpResponse {
+    let viewer: Viewer = match authenticate(state, req).await {
         Ok(v) => v,
         Err(resp) => return resp,
     };
-    let schema = &state.schemas.http;
-    let stores = match schema.data::<Stores>() {
-        Some(s) => s,
-        None => {
+    let executed = state.pipeline.execute(request, viewer).await;
+    let graphql_response = graphql_response_media(req);
+    let status = match executed.failure {
+        None => StatusCode::OK,
+        Some(Failure::Request) => StatusCode::BAD_REQUEST,
+        Some(Failure::Timeout) => StatusCode::GATEWAY_TIMEOUT,
+    };
+    let mut body = match serde_json::to_value(&executed.response) {
+        Ok(body) => body,
+        Err(_) => {
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "misconfigured",
+                "the response could not be encoded",
                 "INTERNAL_SERVER_ERROR",
             )
         }
     };
-    let loaders = Loaders::new(&stores.catalog, &stores.checkouts);
-    let operation = request.operation_name.clone().unwrap_or_default();
-    let started = std::time::Instant::now();
-    let response = match state.schemas.aliases.check(&mut request) {
-        Err(refused) => Response::from_errors(vec![refused]),
-        Ok(()) => schema.execute(request.data(viewer).data(loaders)).await,
-    };
-    let (status, response) = finish(response, state.production);
-    let codes: Vec<String> = response
-        .errors
-        .iter()
-        .filter_map(|e| match e.extensions.as_ref()?.get("code")? {
-            Value::String(code) => Some(code.clone()),
-            _ => None,
-        })
-        .collect();
-    state
-        .metrics
-        .observe(&operation, started.elapsed().as_secs_f64(), &codes);
-    HttpResponse::build(status).json(response)
-}
-
-/// Adds codes async-graphql cannot attach (parse, validation, email input errors)
-/// and, in production, hides internal messages.
-pub(crate) fn finish(mut response: Response, production: bool) -> (StatusCode, Response) {
-    let mut status = StatusCode::OK;
-    let executed =
-        !matches!(response.data, Value::Null) || response.errors.iter().any(|e| !e.path.is_empty());
-    for error in &mut response.errors {
-        let code = error
-            .extensions
-            .as_ref()
-            .and_then(|x| x.get("code"))
-            .cloned();
-        match code {
-            Some(Value::String(code)) if code == "INTERNAL_SERVER_ERROR" && production => {
-                error.message = "Internal server error".into();
-            }
-            Some(_) => {}
-            None if error.message.contains(INVALID_EMAIL_MARKER) => {
-                set_code(error, "INVALID_EMAIL");
-            }
-            None if !executed && error.message.starts_with(" --> ") => {
-                set_code(error, "GRAPHQL_PARSE_FAILED");
-                status = StatusCode::BAD_REQUEST;
-            }
-            None if !executed && error.path.is_empty() => {
-                set_code(error, "GRAPHQL_VALIDATION_FAILED");
-                status = StatusCode::BAD_REQUEST;
-            }
-            None => {
-                if production {
-                    error.message = "Internal server error".into();
-                }
-                set_code(error, "INTERNAL_SERVER_ERROR");
-            }
+    if graphql_response && executed.failure == Some(Failure::Request) {
+        // GraphQL over HTTP: a request that never executed has no `data` entry.
+        if let Some(fields) = body.as_object_mut() {
+            fields.remove("data");
         }
     }
-    (status, response)
-}
-
-fn set_code(error: &mut ServerError, code: &str) {
-    error
-        .extensions
-        .get_or_insert_with(ErrorExtensionValues::default)
-        .set("code", code);
+    let content_type = if graphql_response {
+        "application/graphql-response+json"
+    } else {
+        "application/json"
+    };
+    HttpResponse::build(status)
+        .content_type(content_type)
+        .json(body)
 }
 
 #[cfg(test)]
@@ -375,17 +342,19 @@ mod tests {
     }
 
     #[test]
-    fn get_allows_queries_only() {
-        let r = |q: &str| Request::new(q);
-        assert!(is_query_only(&mut r("{ books { title } }")));
-        assert!(is_query_only(&mut r("query Q { books { title } }")));
-        assert!(!is_query_only(&mut r(
-            "mutation { checkinAsset(assetUpc: \"1\") { id } }"
+    fn the_graphql_response_media_type_when_accepted() {
+        let req = |accept: &'static str| {
+            actix_web::test::TestRequest::default()
+                .insert_header((header::ACCEPT, accept))
+                .to_http_request()
+        };
+        assert!(graphql_response_media(&req(
+            "application/graphql-response+json, application/json;q=0.9"
         )));
-        assert!(!is_query_only(&mut r("subscription { checkout { id } }")));
-        let two = "query A { books { title } } mutation B { checkinAsset(assetUpc: \"1\") { id } }";
-        assert!(!is_query_only(&mut Request::new(two).operation_name("B")));
-        assert!(is_query_only(&mut Request::new(two).operation_name("A")));
-        assert!(!is_query_only(&mut Request::new(two)));
+        assert!(graphql_response_media(&req(
+            "Application/GraphQL-Response+JSON; charset=utf-8"
+        )));
+        assert!(!graphql_response_media(&req("application/json")));
+        assert!(!graphql_response_media(&req("*/*")));
     }
 }

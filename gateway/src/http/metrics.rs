@@ -87,14 +87,18 @@ impl Metrics {
         self.datasource_calls.clone()
     }
 
-    /// Records one executed request.
+    /// Records one executed operation under its (bounded) label.
     pub fn observe(&self, operation: &str, seconds: f64, codes: &[String]) {
-        let operation = label(operation);
         let outcome = if codes.is_empty() { "ok" } else { "error" };
         self.requests.with_label_values(&[operation, outcome]).inc();
         self.latency
             .with_label_values(&[operation])
             .observe(seconds);
+        self.observe_errors(codes);
+    }
+
+    /// Counts errors by code (a subscription's later events).
+    pub fn observe_errors(&self, codes: &[String]) {
         for code in codes {
             self.errors.with_label_values(&[code.as_str()]).inc();
         }
@@ -115,23 +119,7 @@ impl Metrics {
     }
 }
 
-/// Operation names are the client's choice: keep plain short ones, fold the rest,
-/// so a client cannot blow up the label cardinality.
-fn label(operation: &str) -> &str {
-    let plain = !operation.is_empty()
-        && operation.len() <= 64
-        && operation
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if plain {
-        operation
-    } else if operation.is_empty() {
-        "anonymous"
-    } else {
-        "other"
-    }
-}
-
+/// `GET /metrics`, Prometheus text format.
 pub async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
     let body = state.metrics.render(state.websockets.open());
     HttpResponse::Ok()
@@ -147,8 +135,8 @@ mod tests {
     fn records_and_renders() {
         let m = Metrics::new(vec![Arc::new(|| vec![("mysql:idle", 3)])]).unwrap();
         m.observe("Books", 0.004, &[]);
-        m.observe("", 0.2, &["NOT_AUTHORIZED".into()]);
-        m.observe("x{y}", 0.2, &[]);
+        m.observe("anonymous", 0.2, &["NOT_AUTHORIZED".into()]);
+        m.observe("other", 0.2, &[]);
         let text = String::from_utf8(m.render(2)).unwrap();
         assert!(
             text.contains(r#"graphql_requests_total{operation="Books",outcome="ok"} 1"#),

@@ -18,12 +18,12 @@ pub use health::DependencyCheck;
 pub use metrics::{Metrics, Sampler};
 pub use ws::WsTracker;
 
-use crate::graphql::Schemas;
+use crate::pipeline::Pipeline;
 
 /// What every handler shares.
 pub struct HttpState {
-    /// The schemas (HTTP and WebSocket).
-    pub schemas: Schemas,
+    /// The one path every GraphQL operation takes.
+    pub pipeline: Arc<Pipeline>,
     /// Token verification.
     pub verifier: Verifier,
     /// Starting / ready / draining.
@@ -38,8 +38,8 @@ pub struct HttpState {
     pub dependencies: Vec<Arc<dyn DependencyCheck>>,
     /// Embedded mode's token issuer, mounted under `/dev`.
     pub dev_issuer: Option<Arc<DevIssuer>>,
-    /// Prometheus metrics.
-    pub metrics: Metrics,
+    /// Prometheus metrics (the pipeline records into the same).
+    pub metrics: Arc<Metrics>,
 }
 
 /// Mounts every route.

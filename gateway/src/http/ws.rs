@@ -16,8 +16,8 @@ use tokio_util::task::TaskTracker;
 
 use super::graphql::error_response;
 use super::HttpState;
-use crate::graphql::loaders::Loaders;
-use crate::graphql::{Stores, Viewer};
+use crate::graphql::Viewer;
+use crate::pipeline::StreamExecutor;
 
 /// Marks an init refused for its token, so the close code becomes 4403.
 const FORBIDDEN: &str = "Forbidden: ";
@@ -110,9 +110,10 @@ async fn serve(
 ) {
     let (to_graphql, from_client) = futures::channel::mpsc::unbounded::<Vec<u8>>();
     let verifier = state.verifier.clone();
-    let schema = &state.schemas.websocket;
-    let stores = schema.data::<Stores>().cloned();
-    let mut graphql = WebSocket::new(schema.clone(), from_client, protocol)
+    // Every operation on the socket goes through the pipeline, with the viewer
+    // that `connection_init` established.
+    let executor = StreamExecutor(std::sync::Arc::clone(&state.pipeline));
+    let mut graphql = WebSocket::new(executor, from_client, protocol)
         .on_connection_init(move |payload| async move {
             let viewer = match auth_jwt::connection_init_token(&payload) {
                 Err(e) => return Err(async_graphql::Error::new(format!("{FORBIDDEN}{e}"))),
@@ -124,9 +125,6 @@ async fn serve(
             };
             let mut data = Data::default();
             data.insert(viewer);
-            if let Some(stores) = stores {
-                data.insert(Loaders::new(&stores.catalog, &stores.checkouts));
-            }
             Ok(data)
         })
         .boxed();

@@ -15,6 +15,8 @@ pub struct TestApp {
     pub port: u16,
     pub client: reqwest::Client,
     pub real: bool,
+    /// The SQL server of a real-services app.
+    pub server: Option<SqlServer>,
     cleanup: Option<(MysqlConfig, MongoConfig)>,
 }
 
@@ -85,18 +87,31 @@ impl TestApp {
     pub async fn embedded() -> Self {
         let mut settings = Settings::development();
         settings.port = 0;
-        Self::start(settings, false, None).await
+        Self::start(settings, None, None).await
     }
 
     pub async fn real(server: SqlServer) -> Self {
         let (settings, mysql, mongo) = real_settings(server);
         seed(&mysql, &mongo).await;
-        Self::start(settings, true, Some((mysql, mongo))).await
+        Self::start(settings, Some(server), Some((mysql, mongo))).await
+    }
+
+    /// The demo copy a case should use in place of `upc`. Every real-services app
+    /// shares the broker's `checkout` and `checkin` topics, and the same case runs
+    /// on MariaDB and MySQL at once (same row ids, same copies): the MySQL run uses
+    /// copies three lower, so no subscriber sees the other run's events.
+    pub fn copy(&self, upc: &'static str) -> &'static str {
+        match (self.server, upc) {
+            (Some(SqlServer::Mysql), "9000000030") => "9000000027",
+            (Some(SqlServer::Mysql), "9000000031") => "9000000028",
+            (Some(SqlServer::Mysql), "9000000032") => "9000000029",
+            _ => upc,
+        }
     }
 
     async fn start(
         settings: Settings,
-        real: bool,
+        server: Option<SqlServer>,
         cleanup: Option<(MysqlConfig, MongoConfig)>,
     ) -> Self {
         let app = Application::build(settings).await.expect("build");
@@ -109,7 +124,8 @@ impl TestApp {
                 .timeout(Duration::from_secs(30))
                 .build()
                 .unwrap(),
-            real,
+            real: server.is_some(),
+            server,
             cleanup,
         }
     }

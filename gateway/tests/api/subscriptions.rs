@@ -109,7 +109,7 @@ async fn graphql_transport_ws_delivers_events(app: &TestApp) {
         "subscribe",
     )
     .await;
-    let event = trigger_until_seen(app, &mut ws, "9000000030", "next").await;
+    let event = trigger_until_seen(app, &mut ws, app.copy("9000000030"), "next").await;
     assert!(event["eventId"].is_string(), "{event}");
     assert_eq!(event["patron"]["firstName"], "Averill");
     assert_eq!(event["userEmail"], "apickerin0@51.la");
@@ -120,7 +120,7 @@ async fn legacy_graphql_ws_delivers_events(app: &TestApp) {
     let token = app.token("user3").await;
     let payload = json!({"Authorization": format!("Bearer {token}")});
     let mut ws = subscribed(app, "graphql-ws", payload, "start").await;
-    let event = trigger_until_seen(app, &mut ws, "9000000031", "data").await;
+    let event = trigger_until_seen(app, &mut ws, app.copy("9000000031"), "data").await;
     assert!(event["eventId"].is_string());
 }
 contract!(legacy_graphql_ws_delivers_events);
@@ -194,7 +194,7 @@ async fn events_for(ws: &mut Ws, upc: &str, n: usize) -> Vec<Value> {
 }
 
 async fn a_client_resuming_after_its_last_event_misses_nothing(app: &TestApp) {
-    let upc = "9000000032";
+    let upc = app.copy("9000000032");
     let mut ws = subscribe_to(app, SUBSCRIPTION, json!({})).await;
     let seen = trigger_until_seen(app, &mut ws, upc, "next").await;
     let last_seen = seen["eventId"].as_str().expect("an eventId").to_string();
@@ -221,7 +221,10 @@ async fn a_client_resuming_after_its_last_event_misses_nothing(app: &TestApp) {
     let r = app.as_user("user2", back, json!({"u": upc})).await;
     assert_eq!(r["data"]["checkinAsset"]["id"], reopened, "{r}");
     let live = events_for(&mut ws, upc, 1).await;
-    assert_eq!(live[0]["id"], reopened);
+    assert_eq!(
+        live[0]["id"], reopened,
+        "live {live:?} after missed {missed:?} from {seen}"
+    );
     assert!(live[0]["checkinDate"].is_string());
     let ids: std::collections::HashSet<_> = missed
         .iter()
@@ -279,3 +282,45 @@ async fn websocket_operations_obey_the_alias_limit(app: &TestApp) {
     );
 }
 contract!(websocket_operations_obey_the_alias_limit);
+
+/// The codes HTTP attaches are the WebSocket's too (one pipeline): a syntax error,
+/// a validation error, and a failed field that stays present as `null`.
+async fn websocket_errors_carry_the_same_codes_and_nulls(app: &TestApp) {
+    let first_payload = |msg: Value| -> Value {
+        match msg["type"].as_str() {
+            // graphql-transport-ws sends request errors as `error` (a list) or `next`.
+            Some("error") => json!({"errors": msg["payload"]}),
+            _ => msg["payload"].clone(),
+        }
+    };
+    for (query, code) in [
+        ("{ books { title ", "GRAPHQL_PARSE_FAILED"),
+        ("{ books { nope } }", "GRAPHQL_VALIDATION_FAILED"),
+    ] {
+        let mut ws = subscribe_to(app, query, json!({})).await;
+        let msg = next(&mut ws, Duration::from_secs(10))
+            .await
+            .expect("an answer")
+            .expect("socket open");
+        let payload = first_payload(msg);
+        assert_eq!(
+            payload["errors"][0]["extensions"]["code"], code,
+            "{query}: {payload}"
+        );
+    }
+    // user3 is no librarian: `patron` fails, and is present as null with its code.
+    let q = r#"{ books { title } patron(email: "apickerin0@51.la") { firstName } }"#;
+    let mut ws = subscribe_to(app, q, json!({})).await;
+    let msg = next(&mut ws, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .unwrap();
+    let data = msg["payload"]["data"].as_object().expect("data");
+    assert_eq!(data.get("patron"), Some(&Value::Null), "{msg}");
+    assert!(data["books"].is_array());
+    assert_eq!(
+        msg["payload"]["errors"][0]["extensions"]["code"], "NOT_AUTHORIZED",
+        "{msg}"
+    );
+}
+contract!(websocket_errors_carry_the_same_codes_and_nulls);
