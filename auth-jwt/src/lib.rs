@@ -5,6 +5,7 @@
 //! service that issues tokens for development and tests.
 #![deny(missing_docs)]
 
+#[cfg(feature = "dev")]
 pub mod dev;
 mod error;
 mod header;

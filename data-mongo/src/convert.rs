@@ -1,7 +1,9 @@
 //! Legacy documents to domain types, and back for seeding. The mongo shell wrote
 //! numbers as doubles: every number is read as double, int32 or int64 alike.
 
-use bson::{doc, oid::ObjectId, Bson, Document, RawBsonRef, RawDocument};
+use bson::{doc, Document, RawBsonRef, RawDocument};
+#[cfg(feature = "admin")]
+use bson::{oid::ObjectId, Bson};
 use domain::{Book, BookCondition, BookCopy, Patron};
 
 /// A whole number stored as any BSON number type.
@@ -138,6 +140,7 @@ pub(crate) fn book(doc: &RawDocument) -> Option<Book> {
 }
 
 /// A patron as the legacy data stores it (numbers as doubles).
+#[cfg(feature = "admin")]
 pub(crate) fn patron_doc(p: &Patron, postal_code: Option<&str>) -> Option<Document> {
     let mut d = doc! {
         "_id": ObjectId::parse_str(&p.id).ok()?,
@@ -156,6 +159,7 @@ pub(crate) fn patron_doc(p: &Patron, postal_code: Option<&str>) -> Option<Docume
 }
 
 /// A book as the legacy data stores it.
+#[cfg(feature = "admin")]
 pub(crate) fn book_doc(b: &Book) -> Option<Document> {
     let copies: Vec<Bson> = b
         .copies

@@ -3,6 +3,8 @@
 //! `postal_code` never returned). Only standard commands a real mongod 6+ accepts.
 #![deny(missing_docs)]
 
+#[cfg(feature = "admin")]
+mod admin;
 mod clients;
 mod config;
 mod convert;

@@ -88,11 +88,11 @@ impl MongoCatalog {
         Ok(catalog)
     }
 
-    fn patrons_coll(&self) -> Result<Collection<Document>, StoreError> {
+    pub(crate) fn patrons_coll(&self) -> Result<Collection<Document>, StoreError> {
         Ok(self.database()?.collection("patrons"))
     }
 
-    fn books_coll(&self) -> Result<Collection<Document>, StoreError> {
+    pub(crate) fn books_coll(&self) -> Result<Collection<Document>, StoreError> {
         Ok(self.database()?.collection("books"))
     }
 
@@ -125,53 +125,6 @@ impl MongoCatalog {
             .await
             .map(drop)
             .map_err(store_error)
-    }
-
-    /// Loads patrons and books in the legacy shapes (numbers as doubles); patrons
-    /// for which `postal_code` says so get one, as some legacy documents have.
-    pub async fn insert_demo(
-        &self,
-        patrons: &[Patron],
-        books: &[Book],
-        postal_code: impl Fn(usize) -> bool,
-    ) -> Result<(), StoreError> {
-        let patron_docs: Vec<Document> = patrons
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| convert::patron_doc(p, postal_code(i).then_some("10115")))
-            .collect();
-        let book_docs: Vec<Document> = books.iter().filter_map(convert::book_doc).collect();
-        if !patron_docs.is_empty() {
-            self.patrons_coll()?
-                .insert_many(patron_docs)
-                .await
-                .map_err(store_error)?;
-        }
-        if !book_docs.is_empty() {
-            self.books_coll()?
-                .insert_many(book_docs)
-                .await
-                .map_err(store_error)?;
-        }
-        Ok(())
-    }
-
-    /// Empties patrons and books (the seed tool's `--reset`).
-    pub async fn delete_catalog(&self) -> Result<(), StoreError> {
-        self.patrons_coll()?
-            .delete_many(doc! {})
-            .await
-            .map_err(store_error)?;
-        self.books_coll()?
-            .delete_many(doc! {})
-            .await
-            .map(drop)
-            .map_err(store_error)
-    }
-
-    /// Drops the database (test clean-up).
-    pub async fn drop_database(&self) -> Result<(), StoreError> {
-        self.database()?.drop().await.map_err(store_error)
     }
 
     /// Patrons matching `filter`, in `_id` order when `sorted` (lists); batches

@@ -4,6 +4,8 @@
 //! so every value is a bound parameter.
 #![deny(missing_docs)]
 
+#[cfg(feature = "admin")]
+mod admin;
 mod config;
 mod error;
 mod lease;
@@ -12,6 +14,7 @@ mod outbox;
 mod pool;
 mod preflight;
 mod schema;
+#[cfg(feature = "admin")]
 mod seed;
 mod store;
 

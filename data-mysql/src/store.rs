@@ -18,11 +18,11 @@ use crate::lease::RelayLease;
 use crate::outbox;
 use crate::pool::MysqlPool;
 use crate::schema::checkouts::{self, dsl};
-use crate::{migrate, seed, Error, MysqlConfig};
+use crate::{migrate, Error, MysqlConfig};
 
 /// The checkouts connector. Cheap to share behind an `Arc`; a `Closeable`.
 pub struct MysqlCheckouts {
-    pool: MysqlPool,
+    pub(crate) pool: MysqlPool,
     lease: RelayLease,
     drain_timeout: std::time::Duration,
     /// Mutations run again after a deadlock or lock-wait timeout (a metric).
@@ -98,38 +98,6 @@ impl MysqlCheckouts {
         AtomicU64::load(&self.lock_retries, Ordering::Relaxed)
     }
 
-    /// Creates the configured database if missing (tests, the seed tool, fresh
-    /// installs; production users usually lack the privilege and never call this).
-    pub async fn create_database(config: &MysqlConfig) -> Result<(), Error> {
-        let name = safe_identifier(&config.database)?;
-        admin_exec(config, &format!("CREATE DATABASE IF NOT EXISTS `{name}`")).await
-    }
-
-    /// Drops the configured database (test clean-up).
-    pub async fn drop_database(config: &MysqlConfig) -> Result<(), Error> {
-        let name = safe_identifier(&config.database)?;
-        admin_exec(config, &format!("DROP DATABASE IF EXISTS `{name}`")).await
-    }
-
-    /// Loads rows with their ids (the demo dataset); returns how many.
-    pub async fn insert_rows(
-        &self,
-        rows: impl Iterator<Item = Checkout> + Send,
-    ) -> Result<usize, StoreError> {
-        let mut conn = self.pool.get().await?;
-        let result = seed::insert_all(&mut conn, rows).await;
-        conn.check(result)
-    }
-
-    /// Empties the checkouts and the outbox (the seed tool's `--reset`).
-    pub async fn delete_all(&self) -> Result<(), StoreError> {
-        let mut conn = self.pool.get().await?;
-        let result = conn
-            .batch_execute("DELETE FROM checkout_outbox; DELETE FROM checkouts")
-            .await;
-        conn.check(result)
-    }
-
     /// (open, idle) pooled connections, for metrics.
     pub fn pool_state(&self) -> (u32, u32) {
         self.pool.state()
@@ -150,43 +118,6 @@ impl MysqlCheckouts {
         let result = query.select(Row::as_select()).load(&mut conn).await;
         let rows: Vec<Row> = conn.check(result)?;
         Ok(rows.into_iter().map(Checkout::from).collect())
-    }
-}
-
-/// Runs one statement on a server-level connection, and quits it properly.
-async fn admin_exec(config: &MysqlConfig, sql: &str) -> Result<(), Error> {
-    use mysql_async::prelude::Queryable;
-    let mut conn = match mysql_async::Conn::new(config.opts(false)?).await {
-        Ok(conn) => conn,
-        Err(e) => match config.plain_fallback(&e) {
-            Some(plain) => mysql_async::Conn::new(plain.opts(false)?)
-                .await
-                .map_err(|e| Error::connecting(&plain, e))?,
-            None => return Err(Error::connecting(config, e)),
-        },
-    };
-    let result = conn
-        .query_drop(sql)
-        .await
-        .map_err(|e| Error::connecting(config, e));
-    let _ = conn.disconnect().await;
-    result
-}
-
-/// Database names go into DDL, where no parameter can stand: allow only plain ones.
-fn safe_identifier(name: &str) -> Result<&str, Error> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(name)
-    } else {
-        Err(Error::Setting {
-            setting: "MYSQL_DATABASE",
-            reason: format!("{name:?} is not a plain database name (letters, digits, _ and -)"),
-        })
     }
 }
 

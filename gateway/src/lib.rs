@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod counted;
+#[cfg(feature = "dev")]
 pub mod embedded;
 pub mod events;
 pub mod graphql;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
+#[cfg(feature = "dev")]
 use auth_jwt::dev::{self, DevIssuer};
 use auth_jwt::{KeySource, KeySourceConfig, Verifier, VerifierConfig};
 use data_mongo::MongoCatalog;
@@ -18,8 +19,9 @@ use shutdown::{Closeable, Coordinator, Readiness, ShutdownConfig};
 
 use crate::config::{Services, Settings};
 use crate::counted::Counted;
+#[cfg(feature = "dev")]
 use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
-use crate::events::{EventFeed, LocalBus};
+use crate::events::EventFeed;
 use crate::graphql::{self, AliasLimit, Limits, Stores};
 use crate::http::{self, DependencyCheck, HttpState, Metrics, Sampler, WsTracker};
 use crate::pipeline::{Pipeline, PipelineConfig};
@@ -40,6 +42,7 @@ struct Backends {
     stores: Stores,
     samplers: Vec<Sampler>,
     verifier: Verifier,
+    #[cfg(feature = "dev")]
     dev_issuer: Option<Arc<DevIssuer>>,
     dependencies: Vec<Arc<dyn DependencyCheck>>,
     /// In close order.
@@ -164,6 +167,7 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             websockets: websockets.clone(),
             dependencies: backends.dependencies,
+            #[cfg(feature = "dev")]
             dev_issuer: backends.dev_issuer,
             metrics,
         });
@@ -248,12 +252,22 @@ fn http_workers() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
 
+/// Built without the `dev` feature (the production image): there are no embedded
+/// stores to fall back on.
+#[cfg(not(feature = "dev"))]
+fn embedded(_: &Settings) -> anyhow::Result<Backends> {
+    anyhow::bail!(
+        "this build has no embedded stores: configure MySQL, MongoDB and Kafka (MYSQL_HOST, MONGO_URL, KAFKA_BROKERS)"
+    )
+}
+
+#[cfg(feature = "dev")]
 fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
     anyhow::ensure!(
         !settings.production,
         "embedded stores are for development only: configure MySQL, MongoDB and Kafka"
     );
-    let bus = Arc::new(LocalBus::default());
+    let bus = Arc::new(crate::events::LocalBus::default());
     let stores = Stores {
         checkouts: Arc::new(MemoryCheckouts::demo(Arc::clone(&bus))),
         catalog: Arc::new(MemoryCatalog::demo()),
@@ -336,6 +350,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
         stores,
         samplers: vec![sampler],
         verifier: Verifier::new(key_source(url, settings)?, VerifierConfig::default()),
+        #[cfg(feature = "dev")]
         dev_issuer: None,
         dependencies: vec![
             Arc::new(MysqlReady(Arc::clone(&mysql))),

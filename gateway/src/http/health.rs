@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
+#[cfg(feature = "dev")]
 use auth_jwt::dev::DevIssuer;
 
 use super::HttpState;
@@ -57,6 +58,7 @@ pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
     }
 }
 
+#[cfg(feature = "dev")]
 /// Embedded mode only: a token for a dev user, no password asked (the process runs
 /// on the developer's machine with demo data).
 pub async fn dev_token(issuer: web::Data<DevIssuer>, username: web::Path<String>) -> HttpResponse {

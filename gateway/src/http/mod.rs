@@ -10,6 +10,7 @@ mod ws;
 use std::sync::Arc;
 
 use actix_web::web;
+#[cfg(feature = "dev")]
 use auth_jwt::dev::DevIssuer;
 use auth_jwt::Verifier;
 use shutdown::Readiness;
@@ -37,6 +38,7 @@ pub struct HttpState {
     /// Required dependencies, for `/health/ready`.
     pub dependencies: Vec<Arc<dyn DependencyCheck>>,
     /// Embedded mode's token issuer, mounted under `/dev`.
+    #[cfg(feature = "dev")]
     pub dev_issuer: Option<Arc<DevIssuer>>,
     /// Prometheus metrics (the pipeline records into the same).
     pub metrics: Arc<Metrics>,
@@ -44,6 +46,7 @@ pub struct HttpState {
 
 /// Mounts every route.
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HttpState>) {
+    #[cfg(feature = "dev")]
     let dev_issuer = state.dev_issuer.clone();
     cfg.app_data(state)
         .app_data(web::PayloadConfig::new(usize::MAX))
@@ -57,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HttpState>) {
                 .route(web::get().to(graphql::get))
                 .route(web::route().to(graphql::method_not_allowed)),
         );
+    #[cfg(feature = "dev")]
     if let Some(issuer) = dev_issuer {
         let for_token = Arc::clone(&issuer);
         cfg.service(
