@@ -139,7 +139,7 @@ impl EventHub {
                 consumer.assign(&list).map_err(Error::Metadata)
             })
         };
-        assign.await.map_err(|_| Error::Timeout)??;
+        assign.await.map_err(Error::Task)??;
 
         let (sender, _) = broadcast::channel(FANOUT_CAPACITY);
         let stop = CancellationToken::new();

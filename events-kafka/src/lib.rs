@@ -34,4 +34,8 @@ pub enum Error {
     /// A blocking librdkafka call did not return in time.
     #[error("Kafka call timed out")]
     Timeout,
+    /// The thread running a blocking librdkafka call failed (panicked or was
+    /// cancelled at shutdown).
+    #[error("the Kafka call's thread did not finish")]
+    Task(#[source] tokio::task::JoinError),
 }

@@ -32,6 +32,10 @@ pub enum ReplayError {
     /// Not an event id this system issues (they are UUIDv7, which carry their time).
     #[error("{0:?} is not an event id")]
     NotAnEventId(String),
+    /// Older than a resume may reach back (`MAX_AGE`), or dated in the future:
+    /// refused without reading the log.
+    #[error("event {0:?} is too old to resume from (or dated in the future)")]
+    OutOfRange(String),
     /// Not in the retained log of the subscribed topics.
     #[error("event {0:?} is not in the retained log of the subscribed topics")]
     NotFound(String),
@@ -73,7 +77,7 @@ pub async fn replay_after(
     let now_ms = chrono::Utc::now().timestamp_millis();
     let slack = CLOCK_SLACK.as_millis() as i64;
     if created_ms < now_ms - MAX_AGE.as_millis() as i64 || created_ms > now_ms + slack {
-        return Err(ReplayError::NotFound(after.to_string()));
+        return Err(ReplayError::OutOfRange(after.to_string()));
     }
     let since_ms = created_ms - slack;
     let config = config.clone();
@@ -81,7 +85,7 @@ pub async fn replay_after(
     let after = after.to_string();
     tokio::task::spawn_blocking(move || read_log(&config, &kinds, &after, since_ms))
         .await
-        .map_err(|_| ReplayError::Kafka(Error::Timeout))?
+        .map_err(|e| ReplayError::Kafka(Error::Task(e)))?
 }
 
 /// The creation time a UUIDv7 event id carries.

@@ -165,13 +165,23 @@ impl Settings {
 
     /// Reads the process environment (and `CONFIG_FILE` under it).
     pub fn from_env() -> Result<Self, ConfigError> {
-        let file: Option<PathBuf> = std::env::var_os("CONFIG_FILE").map(PathBuf::from);
+        Self::from_vars(None)
+    }
+
+    /// Reads `vars` as if they were the environment (`None`: the real one).
+    fn from_vars(vars: Option<config::Map<String, String>>) -> Result<Self, ConfigError> {
+        let file = match &vars {
+            Some(vars) => vars.get("CONFIG_FILE").map(PathBuf::from),
+            None => std::env::var_os("CONFIG_FILE").map(PathBuf::from),
+        };
         let mut builder = config::Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(config::File::from(path).required(true));
         }
+        // Values stay strings until their field's type asks for a number: with the
+        // crate's `try_parsing`, `MYSQL_PASSWORD=0123` became the number 123.
         let raw: Raw = builder
-            .add_source(config::Environment::default().try_parsing(true))
+            .add_source(config::Environment::default().source(vars))
             .build()?
             .try_deserialize()?;
         Self::from_raw(raw)
@@ -338,6 +348,43 @@ mod tests {
             ),
             "{bad:?}"
         );
+    }
+
+    #[test]
+    fn values_are_read_as_their_fields_ask() {
+        let vars = [
+            ("MYSQL_HOST", "db"),
+            ("MYSQL_PORT", "3307"),
+            ("MYSQL_USER", "007"),
+            ("MYSQL_PASSWORD", "0123"),
+            ("MYSQL_DATABASE", "1e3"),
+            ("MONGO_URL", "mongodb://m"),
+            ("MONGO_DATABASE", "d"),
+            ("MONGO_PASSWORD", "00"),
+            ("KAFKA_BROKERS", "k:9092"),
+            ("PUBLIC_JWT_KEY_URL", "http://k/publickey"),
+            ("SHUTDOWN_TIMEOUT", "2.5"),
+        ];
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let s = Settings::from_vars(Some(vars)).unwrap();
+        let services = s.services.unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(services.mysql.password.expose_secret(), "0123");
+        assert_eq!(services.mysql.user, "007");
+        assert_eq!(services.mysql.database, "1e3");
+        assert_eq!(services.mysql.port, 3307);
+        assert_eq!(
+            services
+                .mongo
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string()),
+            Some("00".into())
+        );
+        assert_eq!(s.shutdown_timeout, Duration::from_millis(2500));
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub enum ResumeError {
 impl From<ReplayError> for ResumeError {
     fn from(e: ReplayError) -> Self {
         match e {
-            ReplayError::NotAnEventId(id) | ReplayError::NotFound(id) => ResumeError::Unknown(id),
+            ReplayError::NotAnEventId(id)
+            | ReplayError::OutOfRange(id)
+            | ReplayError::NotFound(id) => ResumeError::Unknown(id),
             ReplayError::Kafka(inner) => {
                 tracing::warn!(error = %inner, "resume: event log unreadable");
                 ResumeError::Unavailable

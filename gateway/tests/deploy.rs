@@ -131,3 +131,27 @@ async fn probe_paths_are_served_by_the_gateway() {
         assert_eq!(status, 200, "{path}");
     }
 }
+
+/// The README's configuration table names exactly the variables the gateway reads
+/// (`CONFIG_FILE` is described beside it).
+#[test]
+fn the_readme_table_lists_every_setting() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("README.md");
+    let section = readme
+        .split("## Configuration")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("a Configuration section");
+    let mut documented: Vec<&str> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .filter_map(|l| l.split('|').nth(1))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .collect();
+    documented.push("CONFIG_FILE");
+    documented.sort_unstable();
+    let mut known: Vec<&str> = KNOWN_NAMES.to_vec();
+    known.sort_unstable();
+    assert_eq!(documented, known);
+}

@@ -8,7 +8,7 @@ use super::context::stores;
 use super::errors::{checkout, internal};
 use super::guards::RoleGuard;
 use super::scalars::Email;
-use super::types::CheckOut;
+use super::types::GqlCheckout;
 
 /// The root mutation.
 pub struct MutationRoot;
@@ -23,7 +23,7 @@ impl MutationRoot {
         ctx: &Context<'_>,
         asset_upc: String,
         user_email: Email,
-    ) -> Result<CheckOut> {
+    ) -> Result<GqlCheckout> {
         let stores = stores(ctx)?;
         let (books, patron) = tokio::join!(
             stores
@@ -48,7 +48,7 @@ impl MutationRoot {
 
     /// LIBRARIAN.
     #[graphql(guard = "RoleGuard::new(Role::Librarian)")]
-    async fn checkin_asset(&self, ctx: &Context<'_>, asset_upc: String) -> Result<CheckOut> {
+    async fn checkin_asset(&self, ctx: &Context<'_>, asset_upc: String) -> Result<GqlCheckout> {
         let stores = stores(ctx)?;
         let row = stores
             .checkouts

@@ -15,7 +15,7 @@ use domain::{distinct_keys, Book, Checkout, Patron};
 
 use super::context::stores;
 use super::loaders::{loaders, shared, HistoryKey};
-use super::types::CheckOut;
+use super::types::GqlCheckout;
 
 /// The patrons and books found for a list of checkouts, by email and by UPC.
 #[derive(Default)]
@@ -27,11 +27,11 @@ pub struct Related {
 impl Related {
     /// The item for `row`, holding its patron and book when they were found (no
     /// loader lookup per item: that was a lock, a hash and two allocations each).
-    pub fn item(&self, row: Checkout) -> CheckOut {
-        CheckOut {
+    pub fn item(&self, row: Checkout) -> GqlCheckout {
+        GqlCheckout {
             patron: self.patrons.get(&row.user_email).cloned(),
             book: self.books.get(&row.asset_upc).cloned(),
-            ..CheckOut::from(row)
+            ..GqlCheckout::from(row)
         }
     }
 }

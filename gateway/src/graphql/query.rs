@@ -10,7 +10,7 @@ use super::errors::{coded, internal, not_authorized};
 use super::guards::RoleGuard;
 use super::prime;
 use super::scalars::Email;
-use super::types::{BookObj, CheckOut, Feed, PageInfo, PatronObj, SortObject};
+use super::types::{Feed, GqlBook, GqlCheckout, GqlPatron, PageInfo, SortObject};
 
 /// The root query.
 pub struct QueryRoot;
@@ -42,7 +42,7 @@ impl QueryRoot {
         asset_upc: Option<String>,
         cursor: Option<String>,
         next: Option<i32>,
-    ) -> Result<Option<Vec<Option<CheckOut>>>> {
+    ) -> Result<Option<Vec<Option<GqlCheckout>>>> {
         let after = match &cursor {
             None => None,
             Some(c) => Some(
@@ -154,7 +154,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         email: Option<Email>,
         id: Option<ID>,
-    ) -> Result<Option<PatronObj>> {
+    ) -> Result<Option<GqlPatron>> {
         let v = viewer(ctx);
         if v.0.is_none() {
             return Err(not_authorized());
@@ -167,10 +167,10 @@ impl QueryRoot {
         }
         .map_err(|e| internal(&e))?;
         if v.has(Role::Librarian) {
-            return Ok(found.map(|p| PatronObj(p.into())));
+            return Ok(found.map(|p| GqlPatron(p.into())));
         }
         match found {
-            Some(p) if v.is(&p.id) => Ok(Some(PatronObj(p.into()))),
+            Some(p) if v.is(&p.id) => Ok(Some(GqlPatron(p.into()))),
             _ => Err(not_authorized()),
         }
     }
@@ -185,7 +185,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         year_registered: Option<i32>,
         limit: Option<i32>,
-    ) -> Result<Vec<Option<PatronObj>>> {
+    ) -> Result<Vec<Option<GqlPatron>>> {
         let limit = page_size(limit)?;
         let rows = stores(ctx)?
             .catalog
@@ -195,7 +195,7 @@ impl QueryRoot {
         prime::patron_children(ctx, ctx.field(), &rows).await;
         Ok(rows
             .into_iter()
-            .map(|p| Some(PatronObj(p.into())))
+            .map(|p| Some(GqlPatron(p.into())))
             .collect())
     }
 
@@ -205,7 +205,7 @@ impl QueryRoot {
         ctx: &Context<'_>,
         id: Option<ID>,
         isbn13: Option<String>,
-    ) -> Result<Option<BookObj>> {
+    ) -> Result<Option<GqlBook>> {
         let catalog = &stores(ctx)?.catalog;
         let found = match (id, isbn13) {
             (Some(id), _) => catalog.book_by_id(&id).await,
@@ -213,19 +213,19 @@ impl QueryRoot {
             (None, None) => Ok(None),
         }
         .map_err(|e| internal(&e))?;
-        Ok(found.map(|b| BookObj(b.into())))
+        Ok(found.map(|b| GqlBook(b.into())))
     }
 
     /// Public.
     #[graphql(complexity = "10 * child_complexity")]
-    async fn books(&self, ctx: &Context<'_>) -> Result<Option<Vec<Option<BookObj>>>> {
+    async fn books(&self, ctx: &Context<'_>) -> Result<Option<Vec<Option<GqlBook>>>> {
         let rows = stores(ctx)?
             .catalog
             .books()
             .await
             .map_err(|e| internal(&e))?;
         Ok(Some(
-            rows.into_iter().map(|b| Some(BookObj(b.into()))).collect(),
+            rows.into_iter().map(|b| Some(GqlBook(b.into()))).collect(),
         ))
     }
 }

@@ -10,7 +10,7 @@ use super::context::stores;
 use super::errors::coded;
 use super::guards::RoleGuard;
 use super::loaders::LoaderScope;
-use super::types::CheckOut;
+use super::types::GqlCheckout;
 use crate::events::{ResumeError, Subscribed};
 
 /// The root subscription.
@@ -20,7 +20,7 @@ async fn stream_of(
     ctx: &Context<'_>,
     after: Option<ID>,
     kinds: &'static [EventKind],
-) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+) -> Result<impl Stream<Item = Result<Option<GqlCheckout>>>> {
     let Subscribed {
         missed,
         live,
@@ -50,9 +50,9 @@ async fn stream_of(
                 Ok(d) if kinds.contains(&d.kind) => {
                     let row = d.event.to_checkout()?;
                     scope.renew();
-                    Some(Ok(Some(CheckOut {
+                    Some(Ok(Some(GqlCheckout {
                         event_id: d.event_id.clone(),
-                        ..CheckOut::from(row)
+                        ..GqlCheckout::from(row)
                     })))
                 }
                 Ok(_) => None,
@@ -93,7 +93,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         after: Option<ID>,
-    ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+    ) -> Result<impl Stream<Item = Result<Option<GqlCheckout>>>> {
         stream_of(ctx, after, BOTH).await
     }
 
@@ -103,7 +103,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         after: Option<ID>,
-    ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+    ) -> Result<impl Stream<Item = Result<Option<GqlCheckout>>>> {
         stream_of(ctx, after, CHECKOUT).await
     }
 
@@ -113,7 +113,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         after: Option<ID>,
-    ) -> Result<impl Stream<Item = Result<Option<CheckOut>>>> {
+    ) -> Result<impl Stream<Item = Result<Option<GqlCheckout>>>> {
         stream_of(ctx, after, CHECKIN).await
     }
 }

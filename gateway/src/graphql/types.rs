@@ -1,4 +1,6 @@
-//! The object types of SPEC section 2.
+//! The object types of SPEC section 2. A Rust type that stands for a GraphQL type
+//! of the same name as a domain type is `Gql` + that name (`GqlCheckout` is `type
+//! CheckOut` over `domain::Checkout`), so the two are never confused.
 
 use std::sync::Arc;
 
@@ -27,7 +29,7 @@ pub enum UserRole {
 /// `enum BookCondition { good fair damaged }`
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(name = "BookCondition", rename_items = "lowercase")]
-pub enum BookConditionGql {
+pub enum GqlBookCondition {
     /// good
     Good,
     /// fair
@@ -36,20 +38,20 @@ pub enum BookConditionGql {
     Damaged,
 }
 
-impl From<Condition> for BookConditionGql {
+impl From<Condition> for GqlBookCondition {
     fn from(c: Condition) -> Self {
         match c {
-            Condition::Good => BookConditionGql::Good,
-            Condition::Fair => BookConditionGql::Fair,
-            Condition::Damaged => BookConditionGql::Damaged,
+            Condition::Good => GqlBookCondition::Good,
+            Condition::Fair => GqlBookCondition::Fair,
+            Condition::Damaged => GqlBookCondition::Damaged,
         }
     }
 }
 
 /// `enum SortField { userEmail assetUpc checkinDate checkoutDate }`
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(rename_items = "camelCase")]
-pub enum SortField {
+#[graphql(name = "SortField", rename_items = "camelCase")]
+pub enum GqlSortField {
     /// userEmail
     UserEmail,
     /// assetUpc
@@ -73,7 +75,7 @@ pub enum SortDirection {
 #[derive(InputObject, Clone, Copy)]
 pub struct SortObject {
     /// The column.
-    pub field: SortField,
+    pub field: GqlSortField,
     /// ASC when absent.
     pub direction: Option<SortDirection>,
 }
@@ -82,10 +84,10 @@ impl From<SortObject> for domain::Sort {
     fn from(s: SortObject) -> Self {
         domain::Sort {
             field: match s.field {
-                SortField::UserEmail => domain::SortField::UserEmail,
-                SortField::AssetUpc => domain::SortField::AssetUpc,
-                SortField::CheckinDate => domain::SortField::CheckinDate,
-                SortField::CheckoutDate => domain::SortField::CheckoutDate,
+                GqlSortField::UserEmail => domain::SortField::UserEmail,
+                GqlSortField::AssetUpc => domain::SortField::AssetUpc,
+                GqlSortField::CheckinDate => domain::SortField::CheckinDate,
+                GqlSortField::CheckoutDate => domain::SortField::CheckoutDate,
             },
             descending: s.direction == Some(SortDirection::Desc),
         }
@@ -93,7 +95,7 @@ impl From<SortObject> for domain::Sort {
 }
 
 /// A checkout; `eventId` is set on subscription events only.
-pub struct CheckOut {
+pub struct GqlCheckout {
     /// The row.
     pub row: Checkout,
     /// The event id when delivered by a subscription.
@@ -104,9 +106,9 @@ pub struct CheckOut {
     pub book: Option<Arc<Book>>,
 }
 
-impl From<Checkout> for CheckOut {
+impl From<Checkout> for GqlCheckout {
     fn from(row: Checkout) -> Self {
-        CheckOut {
+        GqlCheckout {
             row,
             event_id: None,
             patron: None,
@@ -119,8 +121,8 @@ fn date_error(e: dates::DateError) -> async_graphql::Error {
     coded(e.to_string(), "BAD_USER_INPUT")
 }
 
-#[Object]
-impl CheckOut {
+#[Object(name = "CheckOut")]
+impl GqlCheckout {
     async fn id(&self) -> ID {
         ID(self.row.id.to_string())
     }
@@ -164,7 +166,7 @@ impl CheckOut {
             .transpose()
     }
 
-    async fn patron(&self, ctx: &Context<'_>) -> Result<PatronObj> {
+    async fn patron(&self, ctx: &Context<'_>) -> Result<GqlPatron> {
         let found = match &self.patron {
             Some(p) => Some(Arc::clone(p)),
             None => loaders(ctx)?
@@ -173,7 +175,7 @@ impl CheckOut {
                 .await
                 .map_err(|e| internal(&e))?,
         };
-        found.map(PatronObj).ok_or_else(|| {
+        found.map(GqlPatron).ok_or_else(|| {
             coded(
                 format!("no patron has the email of checkout {}", self.row.id),
                 "PATRON_NOT_FOUND",
@@ -181,7 +183,7 @@ impl CheckOut {
         })
     }
 
-    async fn book(&self, ctx: &Context<'_>) -> Result<BookObj> {
+    async fn book(&self, ctx: &Context<'_>) -> Result<GqlBook> {
         let found = match &self.book {
             Some(b) => Some(Arc::clone(b)),
             None => loaders(ctx)?
@@ -190,7 +192,7 @@ impl CheckOut {
                 .await
                 .map_err(|e| internal(&e))?,
         };
-        found.map(BookObj).ok_or_else(|| {
+        found.map(GqlBook).ok_or_else(|| {
             coded(
                 format!("no book has the copy of checkout {}", self.row.id),
                 "ASSET_NOT_FOUND",
@@ -204,10 +206,10 @@ impl CheckOut {
 }
 
 /// `type Patron`
-pub struct PatronObj(pub Arc<Patron>);
+pub struct GqlPatron(pub Arc<Patron>);
 
 #[Object(name = "Patron")]
-impl PatronObj {
+impl GqlPatron {
     async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
@@ -245,7 +247,7 @@ impl PatronObj {
         &self,
         ctx: &Context<'_>,
         current_checkouts_only: Option<bool>,
-    ) -> Result<Option<Vec<Option<CheckOut>>>> {
+    ) -> Result<Option<Vec<Option<GqlCheckout>>>> {
         let Some(email) = &self.0.email else {
             return Ok(Some(Vec::new()));
         };
@@ -263,7 +265,7 @@ impl PatronObj {
     }
 }
 
-impl PatronObj {
+impl GqlPatron {
     fn private(&self, ctx: &Context<'_>) -> Result<()> {
         let v = viewer(ctx);
         if v.has(Role::Admin) || v.is(&self.0.id) {
@@ -275,10 +277,10 @@ impl PatronObj {
 }
 
 /// `type Book`
-pub struct BookObj(pub Arc<Book>);
+pub struct GqlBook(pub Arc<Book>);
 
 #[Object(name = "Book")]
-impl BookObj {
+impl GqlBook {
     async fn id(&self) -> ID {
         ID(self.0.id.clone())
     }
@@ -298,29 +300,29 @@ impl BookObj {
         &self.0.isbn13
     }
     #[graphql(complexity = "5 * child_complexity")]
-    async fn copies(&self) -> Option<Vec<Option<BookCopyObj>>> {
+    async fn copies(&self) -> Option<Vec<Option<GqlBookCopy>>> {
         Some(
             self.0
                 .copies
                 .iter()
                 .cloned()
-                .map(|c| Some(BookCopyObj(c)))
+                .map(|c| Some(GqlBookCopy(c)))
                 .collect(),
         )
     }
 }
 
 /// `type BookCopy`
-pub struct BookCopyObj(pub BookCopy);
+pub struct GqlBookCopy(pub BookCopy);
 
 #[Object(name = "BookCopy")]
-impl BookCopyObj {
+impl GqlBookCopy {
     #[graphql(name = "libraryUPC")]
     async fn library_upc(&self) -> &str {
         &self.0.library_upc
     }
 
-    async fn condition(&self) -> BookConditionGql {
+    async fn condition(&self) -> GqlBookCondition {
         self.0.condition.into()
     }
 
@@ -329,7 +331,7 @@ impl BookCopyObj {
         &self,
         ctx: &Context<'_>,
         current_checkouts_only: Option<bool>,
-    ) -> Result<Option<Vec<Option<CheckOut>>>> {
+    ) -> Result<Option<Vec<Option<GqlCheckout>>>> {
         let key = HistoryKey {
             key: self.0.library_upc.clone(),
             open_only: current_checkouts_only.unwrap_or(false),
@@ -357,7 +359,7 @@ pub struct Feed {
 
 #[ComplexObject]
 impl Feed {
-    async fn entries(&self, ctx: &Context<'_>) -> Option<Vec<Option<CheckOut>>> {
+    async fn entries(&self, ctx: &Context<'_>) -> Option<Vec<Option<GqlCheckout>>> {
         let related =
             prime::checkout_children(ctx, ctx.field(), &self.rows.iter().collect::<Vec<_>>()).await;
         Some(

@@ -91,9 +91,20 @@ impl TestApp {
     }
 
     pub async fn real(server: SqlServer) -> Self {
-        let (settings, mysql, mongo) = real_settings(server);
+        Self::real_with(server, |_| {}).await
+    }
+
+    /// `real`, with settings changed by `tweak` first.
+    pub async fn real_with(server: SqlServer, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let (mut settings, mysql, mongo) = real_settings(server);
+        tweak(&mut settings);
         seed(&mysql, &mongo).await;
         Self::start(settings, Some(server), Some((mysql, mongo))).await
+    }
+
+    /// The fresh MySQL and MongoDB databases of a real-services app.
+    pub fn databases(&self) -> Option<&(MysqlConfig, MongoConfig)> {
+        self.cleanup.as_ref()
     }
 
     /// The demo copy a case should use in place of `upc`. Every real-services app

@@ -139,3 +139,44 @@ async fn operation_names_become_labels_only_when_defined_and_bounded(app: &TestA
     assert!(defined <= 100, "{defined} operation labels");
 }
 contract!(operation_names_become_labels_only_when_defined_and_bounded);
+
+/// `GRAPHQL_REQUEST_TIMEOUT`: a query held in the database past it is answered with
+/// `REQUEST_TIMEOUT` (504) at the limit, and the gateway serves the next one once the
+/// database lets go (the connection the cancelled query held is usable or replaced).
+#[tokio::test]
+async fn a_query_held_past_the_timeout_is_cancelled() {
+    use mysql_async::prelude::Queryable;
+    let app = TestApp::real_with(testkit::SqlServer::MariaDb, |s| {
+        s.request_timeout = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let (mysql, _) = app.databases().expect("real services");
+    let s = testkit::services();
+    let mut admin = mysql_async::Conn::from_url(format!(
+        "mysql://{}:{}@{}:{}/{}",
+        s.var("MYSQL_USER"),
+        s.var("MYSQL_PASSWORD"),
+        mysql.host,
+        mysql.port,
+        mysql.database
+    ))
+    .await
+    .unwrap();
+    admin
+        .query_drop("LOCK TABLES checkouts WRITE")
+        .await
+        .unwrap();
+    let token = app.token("user3").await;
+    let query = "{ checkouts(next: 2) { id } }";
+    let started = std::time::Instant::now();
+    let (status, body) = app.gql(Some(&token), query, json!({})).await;
+    let waited = started.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(codes(&body), ["REQUEST_TIMEOUT"]);
+    assert!(waited < std::time::Duration::from_secs(10), "{waited:?}");
+    admin.query_drop("UNLOCK TABLES").await.unwrap();
+    admin.disconnect().await.unwrap();
+    let (status, body) = app.gql(Some(&token), query, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["checkouts"].as_array().map(Vec::len), Some(2));
+}

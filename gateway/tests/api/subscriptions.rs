@@ -324,3 +324,33 @@ async fn websocket_errors_carry_the_same_codes_and_nulls(app: &TestApp) {
     );
 }
 contract!(websocket_errors_carry_the_same_codes_and_nulls);
+
+/// Each subscription event resolves with fresh loaders: a patron renamed between two
+/// events shows the new name on the second (a socket-wide loader cache would not).
+#[tokio::test]
+async fn each_event_sees_the_patron_as_it_is_now() {
+    let app = TestApp::real(testkit::SqlServer::MariaDb).await;
+    let upc = "9000000026";
+    let mut ws = subscribe_to(&app, SUBSCRIPTION, json!({})).await;
+    let first = trigger_until_seen(&app, &mut ws, upc, "next").await;
+    assert_eq!(first["patron"]["firstName"], "Averill", "{first}");
+
+    let (_, mongo) = app.databases().expect("real services");
+    let client = mongodb::Client::with_uri_str(&mongo.url).await.unwrap();
+    let patrons = client
+        .database(&mongo.database)
+        .collection::<mongodb::bson::Document>("patrons");
+    let renamed = patrons
+        .update_one(
+            mongodb::bson::doc! {"email": "apickerin0@51.la"},
+            mongodb::bson::doc! {"$set": {"first_name": "Averell"}},
+        )
+        .await
+        .unwrap();
+    assert_eq!(renamed.modified_count, 1);
+
+    let back = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
+    app.as_user("user2", back, json!({"u": upc})).await;
+    let second = events_for(&mut ws, upc, 1).await;
+    assert_eq!(second[0]["patron"]["firstName"], "Averell", "{second:?}");
+}
