@@ -5,7 +5,7 @@
 use bson::{doc, Document};
 use domain::{Book, Patron, StoreError};
 
-use crate::store::store_error;
+use crate::error::store_error;
 use crate::{convert, MongoCatalog};
 
 impl MongoCatalog {

@@ -20,7 +20,7 @@ use mongodb::options::ClientOptions;
 use mongodb::{Client, Database};
 use tokio::runtime::{self, Handle};
 
-use crate::store::store_error;
+use crate::error::store_error;
 
 /// The clients by runtime; all built from the same options.
 pub(crate) struct Clients {

@@ -8,8 +8,10 @@ mod admin;
 mod clients;
 mod config;
 mod convert;
+mod error;
 mod snapshots;
 mod store;
 
 pub use config::MongoConfig;
-pub use store::{Error, MongoCatalog};
+pub use error::Error;
+pub use store::MongoCatalog;

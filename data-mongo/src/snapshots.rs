@@ -10,7 +10,8 @@ use domain::{page_range, page_start, Checkout, SnapshotPage, SnapshotStore, Stor
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
-use crate::store::{store_error, Error, MongoCatalog};
+use crate::error::store_error;
+use crate::{Error, MongoCatalog};
 
 fn entry_doc(c: &Checkout) -> Document {
     doc! {

@@ -5,27 +5,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bson::{doc, oid::ObjectId, Document, RawDocument, RawDocumentBuf};
-use domain::{Book, CatalogStore, Patron, StoreError, StoreErrorKind};
+use domain::{Book, CatalogStore, Patron, StoreError};
 use mongodb::options::{ClientOptions, Credential};
 use mongodb::{Collection, Cursor, Database, IndexModel};
 use secrecy::ExposeSecret;
 
 use crate::clients::Clients;
-use crate::{convert, MongoConfig};
-
-/// What can fail while setting up the connector.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// The URL or options are invalid, or the client could not be built.
-    #[error("invalid MongoDB configuration")]
-    Config(#[source] mongodb::error::Error),
-    /// The server did not answer or refused a command.
-    #[error("MongoDB command failed")]
-    Command(#[source] mongodb::error::Error),
-    /// No client could be had (the catalog was closed, or used outside a runtime).
-    #[error("MongoDB client unavailable")]
-    Client(#[from] StoreError),
-}
+use crate::error::store_error;
+use crate::{convert, Error, MongoConfig};
 
 /// How long close waits for open cursors and sessions before closing anyway.
 const GRACEFUL_CLOSE: Duration = Duration::from_secs(3);
@@ -35,18 +22,6 @@ const GRACEFUL_CLOSE: Duration = Duration::from_secs(3);
 pub struct MongoCatalog {
     clients: Clients,
     pub(crate) snapshot_ttl: Duration,
-}
-
-pub(crate) fn store_error(e: mongodb::error::Error) -> StoreError {
-    use mongodb::error::ErrorKind as K;
-    let kind = match *e.kind {
-        K::ServerSelection { .. } | K::Io(_) | K::ConnectionPoolCleared { .. } => {
-            StoreErrorKind::Unavailable
-        }
-        K::Shutdown => StoreErrorKind::Closed,
-        _ => StoreErrorKind::Query,
-    };
-    StoreError::new(kind, e)
 }
 
 impl MongoCatalog {

@@ -16,8 +16,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use crate::consumer::{decode, in_publication_order};
-use crate::{Delivered, Error, KafkaConfig};
+use crate::delivered::{decode, in_publication_order, Delivered};
+use crate::{Error, KafkaConfig};
 
 /// How far before the event's creation time the search starts: the relay publishes
 /// after the commit, and instance clocks differ a little.
@@ -223,7 +223,7 @@ fn after_event(read: Vec<Delivered>, after: &str) -> Result<Vec<Arc<Delivered>>,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::consumer::tests::delivered;
+    use crate::delivered::tests::delivered;
 
     fn at(id: &str, kind: EventKind, ts: i64, partition: i32, offset: i64) -> Delivered {
         delivered(id, kind, partition, offset, ts)

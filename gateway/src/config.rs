@@ -8,42 +8,116 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-/// Everything the gateway reads, as typed values.
+/// Everything the gateway reads, as typed values, in sections. Each section's
+/// `Default` is where its defaults are written (and the README's table states them).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// `APP_ENV=production` or `NODE_ENV=production`.
     pub production: bool,
-    /// `GRAPHQL_SERVER_HOST` (127.0.0.1 in development, 0.0.0.0 in production).
-    pub host: String,
-    /// `GRAPHQL_SERVER_PORT` (4000; 0 picks a free port).
-    pub port: u16,
+    /// Where to listen.
+    pub server: ServerSettings,
     /// Real data sources, or `None` for the embedded stores (development only).
     pub services: Option<Services>,
-    /// `PUBLIC_JWT_KEY_URL`; `None` in embedded mode means the built-in dev key.
-    pub jwt_key_url: Option<String>,
-    /// `JWT_KEY_CACHE_SECONDS` (3600).
-    pub jwt_cache_ttl: Duration,
-    /// `SHUTDOWN_DELAY` seconds (5 in production, 0 in development).
-    pub shutdown_delay: Duration,
-    /// `SHUTDOWN_TIMEOUT` seconds (60).
-    pub shutdown_timeout: Duration,
-    /// `SHUTDOWN_CLOSE_TIMEOUT` seconds, per Closeable (10).
-    pub close_timeout: Duration,
-    /// `GRAPHQL_MAX_BODY_BYTES` (1 MiB).
-    pub max_body_bytes: usize,
-    /// `GRAPHQL_MAX_DEPTH` (15).
-    pub max_depth: usize,
-    /// `GRAPHQL_MAX_COMPLEXITY` (5000).
-    pub max_complexity: usize,
-    /// `GRAPHQL_MAX_ALIASES` (15).
-    pub max_aliases: usize,
-    /// `QUERYCACHE_TTL_SECONDS`: checkoutFeed snapshot lifetime (86400).
+    /// Token verification.
+    pub auth: AuthSettings,
+    /// What one request may cost.
+    pub limits: LimitSettings,
+    /// The graceful stop.
+    pub shutdown: ShutdownSettings,
+    /// `QUERYCACHE_TTL_SECONDS`: checkoutFeed snapshot lifetime.
     pub snapshot_ttl: Duration,
-    /// `GRAPHQL_REQUEST_TIMEOUT` seconds: longest a query or mutation runs (30).
+}
+
+/// Where to listen.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// `GRAPHQL_SERVER_HOST`: loopback in development, every interface in production.
+    pub host: String,
+    /// `GRAPHQL_SERVER_PORT` (0 picks a free port).
+    pub port: u16,
+}
+
+impl ServerSettings {
+    fn defaults(production: bool) -> Self {
+        ServerSettings {
+            host: if production { "0.0.0.0" } else { "127.0.0.1" }.into(),
+            port: 4000,
+        }
+    }
+}
+
+/// Token verification.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `PUBLIC_JWT_KEY_URL`; `None` in embedded mode means the built-in dev key.
+    pub key_url: Option<String>,
+    /// `JWT_KEY_CACHE_SECONDS`: how long a fetched key is used.
+    pub key_cache_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            key_url: None,
+            key_cache_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// What one request may cost.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    /// `GRAPHQL_MAX_BODY_BYTES`: larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// `GRAPHQL_MAX_DEPTH`
+    pub max_depth: usize,
+    /// `GRAPHQL_MAX_COMPLEXITY`
+    pub max_complexity: usize,
+    /// `GRAPHQL_MAX_ALIASES`
+    pub max_aliases: usize,
+    /// `GRAPHQL_REQUEST_TIMEOUT` seconds: longest a query or mutation runs.
     pub request_timeout: Duration,
-    /// `GRAPHQL_METRICS_MAX_OPERATIONS`: distinct operation names labelled (100).
+    /// `GRAPHQL_METRICS_MAX_OPERATIONS`: distinct operation names labelled.
     pub max_operation_labels: usize,
 }
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_body_bytes: 1024 * 1024,
+            max_depth: 15,
+            max_complexity: 5_000,
+            max_aliases: 15,
+            request_timeout: Duration::from_secs(30),
+            max_operation_labels: 100,
+        }
+    }
+}
+
+/// The graceful stop (SPEC section 7).
+#[derive(Debug, Clone)]
+pub struct ShutdownSettings {
+    /// `SHUTDOWN_DELAY` seconds between SIGTERM and closing the listener (load
+    /// balancers notice; none needed in development).
+    pub delay: Duration,
+    /// `SHUTDOWN_TIMEOUT` seconds for the whole stop.
+    pub timeout: Duration,
+    /// `SHUTDOWN_CLOSE_TIMEOUT` seconds per Closeable.
+    pub close_timeout: Duration,
+}
+
+impl ShutdownSettings {
+    fn defaults(production: bool) -> Self {
+        ShutdownSettings {
+            delay: Duration::from_secs(if production { 5 } else { 0 }),
+            timeout: Duration::from_secs(60),
+            close_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The snapshot lifetime's default, `QUERYCACHE_TTL_SECONDS`.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The real data sources.
 #[derive(Debug, Clone)]
@@ -148,8 +222,10 @@ pub const KNOWN_NAMES: &[&str] = &[
     "GRAPHQL_METRICS_MAX_OPERATIONS",
 ];
 
-fn secs(v: Option<f64>, default: f64) -> Duration {
-    Duration::from_secs_f64(v.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(default))
+/// Seconds as a duration; `default` when unset, negative or not finite.
+fn secs(v: Option<f64>, default: Duration) -> Duration {
+    v.filter(|s| s.is_finite() && *s >= 0.0)
+        .map_or(default, Duration::from_secs_f64)
 }
 
 impl Settings {
@@ -252,25 +328,37 @@ impl Settings {
                 kafka_brokers: text(&raw.kafka_brokers),
             }
         });
+        let server = ServerSettings::defaults(production);
+        let auth = AuthSettings::default();
+        let limits = LimitSettings::default();
+        let shutdown = ShutdownSettings::defaults(production);
         Ok(Settings {
             production,
-            host: raw
-                .graphql_server_host
-                .unwrap_or_else(|| if production { "0.0.0.0" } else { "127.0.0.1" }.into()),
-            port: raw.graphql_server_port.unwrap_or(4000),
+            server: ServerSettings {
+                host: raw.graphql_server_host.unwrap_or(server.host),
+                port: raw.graphql_server_port.unwrap_or(server.port),
+            },
             services,
-            jwt_key_url: raw.public_jwt_key_url.filter(|u| !u.is_empty()),
-            jwt_cache_ttl: secs(raw.jwt_key_cache_seconds, 3600.0),
-            shutdown_delay: secs(raw.shutdown_delay, if production { 5.0 } else { 0.0 }),
-            shutdown_timeout: secs(raw.shutdown_timeout, 60.0),
-            close_timeout: secs(raw.shutdown_close_timeout, 10.0),
-            max_body_bytes: raw.graphql_max_body_bytes.unwrap_or(1024 * 1024),
-            max_depth: raw.graphql_max_depth.unwrap_or(15),
-            max_complexity: raw.graphql_max_complexity.unwrap_or(5_000),
-            max_aliases: raw.graphql_max_aliases.unwrap_or(15),
-            snapshot_ttl: secs(raw.querycache_ttl_seconds, 86_400.0),
-            request_timeout: secs(raw.graphql_request_timeout, 30.0),
-            max_operation_labels: raw.graphql_metrics_max_operations.unwrap_or(100),
+            auth: AuthSettings {
+                key_url: raw.public_jwt_key_url.filter(|u| !u.is_empty()),
+                key_cache_ttl: secs(raw.jwt_key_cache_seconds, auth.key_cache_ttl),
+            },
+            limits: LimitSettings {
+                max_body_bytes: raw.graphql_max_body_bytes.unwrap_or(limits.max_body_bytes),
+                max_depth: raw.graphql_max_depth.unwrap_or(limits.max_depth),
+                max_complexity: raw.graphql_max_complexity.unwrap_or(limits.max_complexity),
+                max_aliases: raw.graphql_max_aliases.unwrap_or(limits.max_aliases),
+                request_timeout: secs(raw.graphql_request_timeout, limits.request_timeout),
+                max_operation_labels: raw
+                    .graphql_metrics_max_operations
+                    .unwrap_or(limits.max_operation_labels),
+            },
+            shutdown: ShutdownSettings {
+                delay: secs(raw.shutdown_delay, shutdown.delay),
+                timeout: secs(raw.shutdown_timeout, shutdown.timeout),
+                close_timeout: secs(raw.shutdown_close_timeout, shutdown.close_timeout),
+            },
+            snapshot_ttl: secs(raw.querycache_ttl_seconds, SNAPSHOT_TTL),
         })
     }
 }
@@ -284,8 +372,8 @@ mod tests {
         let s = Settings::from_raw(Raw::default()).unwrap();
         assert!(s.services.is_none());
         assert!(!s.production);
-        assert_eq!((s.host.as_str(), s.port), ("127.0.0.1", 4000));
-        assert_eq!(s.shutdown_delay, Duration::ZERO);
+        assert_eq!((s.server.host.as_str(), s.server.port), ("127.0.0.1", 4000));
+        assert_eq!(s.shutdown.delay, Duration::ZERO);
     }
 
     #[test]
@@ -384,7 +472,7 @@ mod tests {
                 .map(|p| p.expose_secret().to_string()),
             Some("00".into())
         );
-        assert_eq!(s.shutdown_timeout, Duration::from_millis(2500));
+        assert_eq!(s.shutdown.timeout, Duration::from_millis(2500));
     }
 
     #[test]

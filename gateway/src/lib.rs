@@ -1,13 +1,18 @@
-//! The Central Library GraphQL gateway.
+//! The Central Library GraphQL gateway. Its binaries and tests use only what is
+//! re-exported here; every module is private to the crate.
 #![deny(missing_docs)]
 
-pub mod config;
-pub mod counted;
+mod config;
+mod counted;
 #[cfg(feature = "dev")]
-pub mod embedded;
-pub mod events;
-pub mod graphql;
-pub mod http;
-pub mod pipeline;
-pub mod startup;
+mod embedded;
+mod events;
+mod graphql;
+mod http;
+mod pipeline;
+mod startup;
 pub mod telemetry;
+
+pub use config::{ConfigError, Services, Settings, KNOWN_NAMES};
+pub use graphql::sdl;
+pub use startup::Application;

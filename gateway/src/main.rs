@@ -3,8 +3,8 @@
 
 use anyhow::Context;
 use clap::Parser;
-use gateway::config::{ConfigError, Settings};
-use gateway::startup::Application;
+use gateway::Application;
+use gateway::{ConfigError, Settings};
 
 /// mimalloc: glibc malloc was a fifth of the CPU profile under load (many small
 /// allocations per GraphQL response).
@@ -22,7 +22,7 @@ struct Args {
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     if Args::parse().print_schema {
-        print!("{}", gateway::graphql::sdl());
+        print!("{}", gateway::sdl());
         return Ok(());
     }
     let settings = match Settings::from_env() {

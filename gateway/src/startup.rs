@@ -127,9 +127,9 @@ impl Application {
         };
         let mut coordinator = Coordinator::new(
             ShutdownConfig {
-                delay: settings.shutdown_delay,
-                timeout: settings.shutdown_timeout,
-                close_timeout: settings.close_timeout,
+                delay: settings.shutdown.delay,
+                timeout: settings.shutdown.timeout,
+                close_timeout: settings.shutdown.close_timeout,
             },
             readiness.clone(),
         );
@@ -141,9 +141,8 @@ impl Application {
         let schema = graphql::build(
             stores.clone(),
             Limits {
-                depth: settings.max_depth,
-                complexity: settings.max_complexity,
-                aliases: settings.max_aliases,
+                depth: settings.limits.max_depth,
+                complexity: settings.limits.max_complexity,
             },
             settings.production,
         );
@@ -152,9 +151,9 @@ impl Application {
             stores,
             PipelineConfig {
                 production: settings.production,
-                timeout: settings.request_timeout,
-                aliases: AliasLimit(settings.max_aliases),
-                max_operation_labels: settings.max_operation_labels,
+                timeout: settings.limits.request_timeout,
+                aliases: AliasLimit(settings.limits.max_aliases),
+                max_operation_labels: settings.limits.max_operation_labels,
             },
             Arc::clone(&metrics),
         ));
@@ -164,15 +163,18 @@ impl Application {
             verifier: backends.verifier,
             readiness: readiness.clone(),
             production: settings.production,
-            max_body_bytes: settings.max_body_bytes,
+            max_body_bytes: settings.limits.max_body_bytes,
             websockets: websockets.clone(),
             dependencies: backends.dependencies,
             #[cfg(feature = "dev")]
             dev_issuer: backends.dev_issuer,
             metrics,
         });
-        let listener = std::net::TcpListener::bind((settings.host.as_str(), settings.port))
-            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let listener =
+            std::net::TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+                .with_context(|| {
+                    format!("binding {}:{}", settings.server.host, settings.server.port)
+                })?;
         let port = listener.local_addr()?.port();
         let workers = WorkerThreads::default();
         let counted_workers = workers.clone();
@@ -185,7 +187,7 @@ impl Application {
         })
         .workers(http_workers())
         .disable_signals()
-        .shutdown_timeout(settings.shutdown_timeout.as_secs().max(1))
+        .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1))
         .listen(listener)?
         .run();
         tracing::info!(
@@ -267,7 +269,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
         !settings.production,
         "embedded stores are for development only: configure MySQL, MongoDB and Kafka"
     );
-    let bus = Arc::new(crate::events::LocalBus::default());
+    let bus = Arc::new(crate::embedded::LocalBus::default());
     let stores = Stores {
         checkouts: Arc::new(MemoryCheckouts::demo(Arc::clone(&bus))),
         catalog: Arc::new(MemoryCatalog::demo()),
@@ -276,7 +278,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
         after_commit: Arc::new(|| {}),
     };
     let issuer = Arc::new(DevIssuer::generate(dev::default_users()).context("dev key")?);
-    let keys = match &settings.jwt_key_url {
+    let keys = match &settings.auth.key_url {
         Some(url) => key_source(url, settings)?,
         None => KeySource::fixed_pem(issuer.public_pem())?,
     };
@@ -293,7 +295,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
 
 fn key_source(url: &str, settings: &Settings) -> anyhow::Result<KeySource> {
     let mut config = KeySourceConfig::new(url);
-    config.ttl = settings.jwt_cache_ttl;
+    config.ttl = settings.auth.key_cache_ttl;
     let source = KeySource::new(config)?;
     source.spawn_refresher();
     Ok(source)
@@ -328,7 +330,8 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     ));
     let kicker = relay.kicker();
     let url = settings
-        .jwt_key_url
+        .auth
+        .key_url
         .as_deref()
         .context("PUBLIC_JWT_KEY_URL")?;
     let stores = Stores {

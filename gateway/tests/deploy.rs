@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use gateway::config::{Settings, KNOWN_NAMES};
-use gateway::startup::Application;
+use gateway::Application;
+use gateway::{Settings, KNOWN_NAMES};
 use serde_yaml::Value;
 
 fn deploy(path: &str) -> Value {
@@ -119,7 +119,7 @@ async fn probe_paths_are_served_by_the_gateway() {
     let port = c["ports"][0]["containerPort"].as_u64().unwrap();
     assert_eq!(port, 4000, "the container port is the gateway's default");
     let mut settings = Settings::development();
-    settings.port = 0;
+    settings.server.port = 0;
     let app = Application::build(settings).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

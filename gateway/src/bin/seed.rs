@@ -6,7 +6,7 @@ use anyhow::{bail, Context};
 use clap::Parser;
 use data_mongo::MongoCatalog;
 use data_mysql::MysqlCheckouts;
-use gateway::config::Settings;
+use gateway::Settings;
 
 #[derive(Parser)]
 #[command(about = "Load the demo dataset (SPEC section 1) into MySQL and MongoDB")]

@@ -55,11 +55,13 @@ impl DocumentCache {
     }
 
     /// How many documents are cached.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.lock().len()
     }
 
     /// Whether nothing is cached yet.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -1,6 +1,6 @@
-//! What one operation may ask for: depth and complexity (async-graphql's own
-//! checks) and aliases (checked here: async-graphql has no alias limit, and aliases
-//! let one request repeat an expensive field many times).
+//! What one operation may ask for: depth and complexity (`Limits`, async-graphql's
+//! own checks) and aliases (`AliasLimit`, checked here: async-graphql has no alias
+//! limit, and aliases let one request repeat an expensive field many times).
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
 use async_graphql::{Request, ServerError, ServerResult};
@@ -12,8 +12,6 @@ pub struct Limits {
     pub depth: usize,
     /// Largest complexity (one point a field, lists weighted; 5,000).
     pub complexity: usize,
-    /// Most aliased fields in one document (15).
-    pub aliases: usize,
 }
 
 impl Default for Limits {
@@ -21,7 +19,6 @@ impl Default for Limits {
         Limits {
             depth: 15,
             complexity: 5_000,
-            aliases: 15,
         }
     }
 }

@@ -15,7 +15,6 @@ use domain::{distinct_keys, Book, Checkout, Patron};
 
 use super::context::stores;
 use super::loaders::{loaders, shared, HistoryKey};
-use super::types::GqlCheckout;
 
 /// The patrons and books found for a list of checkouts, by email and by UPC.
 #[derive(Default)]
@@ -25,14 +24,14 @@ pub struct Related {
 }
 
 impl Related {
-    /// The item for `row`, holding its patron and book when they were found (no
-    /// loader lookup per item: that was a lock, a hash and two allocations each).
-    pub fn item(&self, row: Checkout) -> GqlCheckout {
-        GqlCheckout {
-            patron: self.patrons.get(&row.user_email).cloned(),
-            book: self.books.get(&row.asset_upc).cloned(),
-            ..GqlCheckout::from(row)
-        }
+    /// The patron found for `row`.
+    pub fn patron_of(&self, row: &Checkout) -> Option<Arc<Patron>> {
+        self.patrons.get(&row.user_email).cloned()
+    }
+
+    /// The book found for `row`.
+    pub fn book_of(&self, row: &Checkout) -> Option<Arc<Book>> {
+        self.books.get(&row.asset_upc).cloned()
     }
 }
 

@@ -61,7 +61,9 @@ impl QueryRoot {
         let related =
             prime::checkout_children(ctx, ctx.field(), &rows.iter().collect::<Vec<_>>()).await;
         Ok(Some(
-            rows.into_iter().map(|r| Some(related.item(r))).collect(),
+            rows.into_iter()
+                .map(|r| Some(GqlCheckout::primed(r, &related)))
+                .collect(),
         ))
     }
 

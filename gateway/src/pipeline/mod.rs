@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::OperationType;
-use async_graphql::{Data, Request, Response, ServerError};
+use async_graphql::{Data, Request, Response};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 
@@ -209,11 +209,4 @@ impl async_graphql::Executor for StreamExecutor {
             .unwrap_or_default();
         self.0.stream(request, viewer)
     }
-}
-
-/// An error raised before execution, in the GraphQL shape.
-pub fn request_error(message: impl Into<String>, code: &str) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    errors::set_code(&mut error, code);
-    error
 }

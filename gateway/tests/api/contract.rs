@@ -585,7 +585,7 @@ contract!(histories_resolve_through_patrons_and_copies);
 
 #[tokio::test]
 async fn the_schema_is_the_contract() {
-    let sdl = gateway::graphql::sdl();
+    let sdl = gateway::sdl();
     for line in [
         "scalar Email",
         "checkouts(userEmail: Email, assetUpc: String, cursor: String, next: Int): [CheckOut]",

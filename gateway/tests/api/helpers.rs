@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use data_mongo::{MongoCatalog, MongoConfig};
 use data_mysql::{MysqlCheckouts, MysqlConfig};
-use gateway::config::{Services, Settings};
-use gateway::startup::Application;
+use gateway::Application;
+use gateway::{Services, Settings};
 use serde_json::{json, Value};
 use testkit::SqlServer;
 
@@ -55,13 +55,13 @@ pub fn real_settings(server: SqlServer) -> (Settings, MysqlConfig, MongoConfig) 
     let mysql = mysql.with_database(&name);
     let mongo = MongoConfig::new(s.var("MONGO_URL"), &name);
     let mut settings = Settings::development();
-    settings.port = 0;
+    settings.server.port = 0;
     settings.services = Some(Services {
         mysql: mysql.clone(),
         mongo: mongo.clone(),
         kafka_brokers: s.var("KAFKA_BROKERS").to_string(),
     });
-    settings.jwt_key_url = Some(s.var("PUBLIC_JWT_KEY_URL").to_string());
+    settings.auth.key_url = Some(s.var("PUBLIC_JWT_KEY_URL").to_string());
     (settings, mysql, mongo)
 }
 
@@ -86,7 +86,7 @@ pub async fn seed(mysql: &MysqlConfig, mongo: &MongoConfig) {
 impl TestApp {
     pub async fn embedded() -> Self {
         let mut settings = Settings::development();
-        settings.port = 0;
+        settings.server.port = 0;
         Self::start(settings, None, None).await
     }
 

@@ -147,7 +147,7 @@ contract!(operation_names_become_labels_only_when_defined_and_bounded);
 async fn a_query_held_past_the_timeout_is_cancelled() {
     use mysql_async::prelude::Queryable;
     let app = TestApp::real_with(testkit::SqlServer::MariaDb, |s| {
-        s.request_timeout = std::time::Duration::from_secs(1);
+        s.limits.request_timeout = std::time::Duration::from_secs(1);
     })
     .await;
     let (mysql, _) = app.databases().expect("real services");
