@@ -7,9 +7,9 @@ use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Email(pub String);
 
-/// The marker the HTTP layer looks for to set `extensions.code = INVALID_EMAIL` on
-/// parse failures (async-graphql's input errors carry no extensions).
-pub const INVALID_EMAIL_MARKER: &str = "INVALID_EMAIL";
+/// The start of an invalid email's message; its code travels as the input error's
+/// `extensions.code`, set here where the error is raised.
+const INVALID_EMAIL_MARKER: &str = "INVALID_EMAIL";
 
 #[Scalar(name = "Email")]
 impl ScalarType for Email {
@@ -18,10 +18,12 @@ impl ScalarType for Email {
             Value::String(s) if is_valid(s) => Ok(Email(s.clone())),
             Value::String(s) => Err(InputValueError::custom(format!(
                 "{INVALID_EMAIL_MARKER}: {s:?} is not an email address"
-            ))),
-            _ => Err(InputValueError::custom(format!(
-                "{INVALID_EMAIL_MARKER}: expected a string"
-            ))),
+            ))
+            .with_extension("code", "INVALID_EMAIL")),
+            _ => Err(
+                InputValueError::custom(format!("{INVALID_EMAIL_MARKER}: expected a string"))
+                    .with_extension("code", "INVALID_EMAIL"),
+            ),
         }
     }
 

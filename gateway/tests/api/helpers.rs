@@ -102,6 +102,20 @@ impl TestApp {
         Self::start(settings, Some(server), Some((mysql, mongo))).await
     }
 
+    /// A second instance on `other`'s databases (no seeding, no clean-up: `other`
+    /// owns them), with settings changed by `tweak`.
+    pub async fn sharing(other: &TestApp, tweak: impl FnOnce(&mut Settings)) -> Self {
+        let server = other.server.expect("a real-services app");
+        let (mysql, mongo) = other.databases().expect("real services").clone();
+        let (mut settings, _, _) = real_settings(server);
+        if let Some(services) = settings.services.as_mut() {
+            services.mysql = mysql;
+            services.mongo = mongo;
+        }
+        tweak(&mut settings);
+        Self::start(settings, Some(server), None).await
+    }
+
     /// The fresh MySQL and MongoDB databases of a real-services app.
     pub fn databases(&self) -> Option<&(MysqlConfig, MongoConfig)> {
         self.cleanup.as_ref()

@@ -38,12 +38,17 @@ async fn failed_fields_are_present_as_null(app: &TestApp) {
         [&json!(["patron", "email"]), &json!(["patron", "phoneCell"])]
     );
 
-    // A refused root field: present, null.
+    // A refused nullable root field: present, null, beside the fields that resolved.
     let (_, body) = app
-        .gql(None, "{ books { title } patrons { id } }", json!({}))
+        .gql(
+            None,
+            r#"{ books { title } patron(email: "apickerin0@51.la") { id } }"#,
+            json!({}),
+        )
         .await;
-    assert_eq!(present(&body, "/data/patrons"), &Value::Null);
+    assert_eq!(present(&body, "/data/patron"), &Value::Null);
     assert!(present(&body, "/data/books").is_array());
+    assert_eq!(codes(&body), ["NOT_AUTHORIZED"]);
 }
 contract!(failed_fields_are_present_as_null);
 

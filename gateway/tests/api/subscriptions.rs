@@ -354,3 +354,82 @@ async fn each_event_sees_the_patron_as_it_is_now() {
     let second = events_for(&mut ws, upc, 1).await;
     assert_eq!(second[0]["patron"]["firstName"], "Averell", "{second:?}");
 }
+
+/// Production masking reaches subscription events on both protocols: an instance
+/// whose MongoDB goes away answers its subscribers' events with the masked message
+/// and the code, never the driver's text. The events come from a second instance.
+#[tokio::test]
+async fn production_masks_internal_errors_in_events_on_both_protocols() {
+    let writer = TestApp::real(testkit::SqlServer::MariaDb).await;
+    let (_, mongo) = writer.databases().expect("real services").clone();
+    let target: std::net::SocketAddr = mongo
+        .url
+        .trim_start_matches("mongodb://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("the harness's MongoDB URL is host:port");
+    let proxy = testkit::FreezableProxy::start(target).await;
+    let proxied = format!("mongodb://{}/?directConnection=true", proxy.addr());
+    let reader = TestApp::sharing(&writer, |s| {
+        s.production = true;
+        if let Some(services) = s.services.as_mut() {
+            services.mongo.url = proxied;
+        }
+    })
+    .await;
+    let token = reader.token("user3").await;
+    let query = "subscription { checkoutStatusUpdate { id assetUpc patron { firstName } } }";
+    let mut modern =
+        acknowledged(&reader, "graphql-transport-ws", json!({"authToken": token})).await;
+    send(
+        &mut modern,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+    let legacy_init = json!({"Authorization": format!("Bearer {token}")});
+    let mut legacy = acknowledged(&reader, "graphql-ws", legacy_init).await;
+    send(
+        &mut legacy,
+        json!({"id": "1", "type": "start", "payload": {"query": query}}),
+    )
+    .await;
+    drop(proxy); // the reader's MongoDB is gone; the writer's is not
+
+    let upc = "9000000025";
+    let out = "mutation($u: String!) { checkoutAsset(assetUpc: $u, userEmail: \"apickerin0@51.la\") { id } }";
+    let back = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
+    // The reader subscribes asynchronously: mutate until both sockets have an event.
+    let mut seen: [Option<Value>; 2] = [None, None];
+    for round in 0..10 {
+        let m = if round % 2 == 0 { out } else { back };
+        writer.as_user("user2", m, json!({"u": upc})).await;
+        for (ws, slot, data_type) in [(&mut modern, 0, "next"), (&mut legacy, 1, "data")] {
+            while seen[slot].is_none() {
+                let Some(msg) = next(ws, Duration::from_secs(8)).await else {
+                    break;
+                };
+                let msg = msg.expect("socket open");
+                if msg["type"] == data_type && msg["payload"]["errors"].is_array() {
+                    seen[slot] = Some(msg["payload"].clone());
+                }
+            }
+        }
+        if seen.iter().all(Option::is_some) {
+            break;
+        }
+    }
+    for payload in seen {
+        let payload = payload.expect("an event reached each protocol's subscriber");
+        let error = &payload["errors"][0];
+        assert_eq!(error["message"], "Internal server error", "{payload}");
+        assert_eq!(
+            error["extensions"]["code"], "INTERNAL_SERVER_ERROR",
+            "{payload}"
+        );
+        assert_eq!(
+            error["path"],
+            json!(["checkoutStatusUpdate", "patron"]),
+            "{payload}"
+        );
+    }
+}
