@@ -326,6 +326,48 @@ fn websocket_subscribers_get_close_1001() {
     assert_eq!(gw.exit_code(), 0, "{}", gw.log());
 }
 
+/// Subscribers over HTTP streams get the protocol's end on SIGTERM (SSE's
+/// `complete` event, multipart's closing boundary), and the exit is clean.
+#[test]
+fn http_stream_subscribers_get_their_end_on_sigterm() {
+    use std::io::Read;
+    let mut gw = Gateway::start(&[]);
+    let token = reqwest::blocking::get(gw.url("/dev/token/user3"))
+        .unwrap()
+        .text()
+        .unwrap();
+    let client = reqwest::blocking::Client::new();
+    let open = |accept: &str| {
+        client
+            .post(gw.url("/graphql"))
+            .bearer_auth(&token)
+            .header("accept", accept)
+            .json(&serde_json::json!({"query": "subscription { checkout { id } }"}))
+            .send()
+            .unwrap()
+    };
+    let mut sse = open("text/event-stream");
+    let mut multipart = open(r#"multipart/mixed;subscriptionSpec="1.0",application/json"#);
+    // Both streams are open once their first bytes (a keep-alive) arrived.
+    let mut first = [0u8; 1];
+    sse.read_exact(&mut first).unwrap();
+    multipart.read_exact(&mut first).unwrap();
+    gw.signal(Signal::SIGTERM);
+    let mut sse_text = String::new();
+    sse.read_to_string(&mut sse_text).unwrap();
+    let mut multipart_text = String::new();
+    multipart.read_to_string(&mut multipart_text).unwrap();
+    assert!(
+        sse_text.ends_with("event: complete\ndata:\n\n"),
+        "{sse_text:?}"
+    );
+    assert!(
+        multipart_text.ends_with("\r\n--graphql--\r\n"),
+        "{multipart_text:?}"
+    );
+    assert_eq!(gw.exit_code(), 0, "{}", gw.log());
+}
+
 #[test]
 fn an_idle_stop_exits_zero() {
     let mut gw = Gateway::start(&[]);

@@ -9,7 +9,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::Request;
 use futures::StreamExt;
 
-use super::HttpState;
+use super::{streaming, HttpState};
 use crate::graphql::Viewer;
 use crate::pipeline::Failure;
 
@@ -264,11 +264,28 @@ fn graphql_response_media(req: &HttpRequest) -> bool {
         })
 }
 
-async fn execute(state: &HttpState, req: &HttpRequest, request: Request) -> HttpResponse {
+async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> HttpResponse {
     let viewer: Viewer = match authenticate(state, req).await {
         Ok(v) => v,
         Err(resp) => return resp,
     };
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let protocol = match streaming::requested(accept) {
+        Some(streaming::Protocol::Multipart)
+            if state.pipeline.operation_type(&mut request) != Some(OperationType::Subscription) =>
+        {
+            None
+        }
+        other => other,
+    };
+    if let Some(protocol) = protocol {
+        let responses = state.pipeline.stream(request, viewer);
+        return streaming::respond(protocol, responses, state.websockets.going_away());
+    }
     let executed = state.pipeline.execute(request, viewer).await;
     let graphql_response = graphql_response_media(req);
     let status = match executed.failure {

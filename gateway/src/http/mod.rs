@@ -5,6 +5,7 @@ mod graphql;
 mod health;
 mod metrics;
 mod middleware;
+mod streaming;
 mod ws;
 
 use std::sync::Arc;

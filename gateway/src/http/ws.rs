@@ -37,6 +37,11 @@ impl WsTracker {
         self.tasks.wait().await;
     }
 
+    /// Cancelled when the server drains: streaming HTTP responses end on it too.
+    pub(crate) fn going_away(&self) -> CancellationToken {
+        self.going_away.clone()
+    }
+
     /// How many are open.
     pub fn open(&self) -> usize {
         self.tasks.len()

@@ -130,6 +130,8 @@ impl TestApp {
             (Some(SqlServer::Mysql), "9000000030") => "9000000027",
             (Some(SqlServer::Mysql), "9000000031") => "9000000028",
             (Some(SqlServer::Mysql), "9000000032") => "9000000029",
+            (Some(SqlServer::Mysql), "9000000022") => "9000000017",
+            (Some(SqlServer::Mysql), "9000000023") => "9000000018",
             _ => upc,
         }
     }

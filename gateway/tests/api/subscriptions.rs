@@ -433,3 +433,129 @@ async fn production_masks_internal_errors_in_events_on_both_protocols() {
         );
     }
 }
+
+/// Opens `SUBSCRIPTION` as a streaming HTTP response (`accept`), then checks copy
+/// `upc` out and in until an event for it arrives. Returns the content type and the
+/// events' JSON documents (`split` cuts the text read into messages).
+async fn over_http_stream(
+    app: &TestApp,
+    accept: &str,
+    upc: &str,
+    split: fn(&str) -> Vec<Value>,
+) -> (String, Vec<Value>) {
+    let token = app.token("user3").await;
+    let mut resp = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(token)
+        .header("accept", accept)
+        .json(&json!({"query": SUBSCRIPTION}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_string();
+    let out = "mutation($u: String!) { checkoutAsset(assetUpc: $u, userEmail: \"apickerin0@51.la\") { id } }";
+    let back = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
+    let mut text = String::new();
+    for round in 0..10 {
+        let m = if round % 2 == 0 { out } else { back };
+        app.as_user("user2", m, json!({"u": upc})).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+            text.push_str(std::str::from_utf8(&chunk).unwrap());
+            let messages = split(&text);
+            let ours = |m: &Value| {
+                m["data"]["checkoutStatusUpdate"]["assetUpc"] == upc
+                    || m["payload"]["data"]["checkoutStatusUpdate"]["assetUpc"] == upc
+            };
+            if messages.iter().any(ours) {
+                return (content_type, messages);
+            }
+        }
+    }
+    panic!("no event reached the HTTP stream: {text:?}");
+}
+
+/// Apollo Client's HttpLink subscriptions: multipart parts, each `{"payload": …}`,
+/// heartbeats `{}` between them.
+async fn multipart_subscriptions_deliver_events(app: &TestApp) {
+    let accept = r#"multipart/mixed;boundary="graphql";subscriptionSpec="1.0",application/json"#;
+    let parts = |text: &str| -> Vec<Value> {
+        text.split("\r\n--graphql")
+            .filter_map(|part| part.split_once("\r\n\r\n"))
+            .filter_map(|(_, body)| serde_json::from_str(body.trim()).ok())
+            .collect()
+    };
+    let (content_type, messages) =
+        over_http_stream(app, accept, app.copy("9000000022"), parts).await;
+    assert!(
+        content_type.starts_with("multipart/mixed") && content_type.contains("subscriptionSpec"),
+        "{content_type}"
+    );
+    assert_eq!(messages[0], json!({}), "a heartbeat first");
+    let event = messages
+        .iter()
+        .find(|m| m["payload"]["data"].is_object())
+        .expect("an event part");
+    assert!(event["payload"]["data"]["checkoutStatusUpdate"]["eventId"].is_string());
+    assert_eq!(
+        event["payload"]["data"]["checkoutStatusUpdate"]["patron"]["firstName"],
+        "Averill"
+    );
+}
+contract!(multipart_subscriptions_deliver_events);
+
+/// graphql-sse's distinct connections mode: `event: next` with the result as data.
+async fn sse_subscriptions_deliver_events(app: &TestApp) {
+    let events = |text: &str| -> Vec<Value> {
+        text.split("\n\n")
+            .filter(|e| e.starts_with("event: next\n"))
+            .filter_map(|e| e.strip_prefix("event: next\ndata: "))
+            .filter_map(|data| serde_json::from_str(data).ok())
+            .collect()
+    };
+    let (content_type, messages) =
+        over_http_stream(app, "text/event-stream", app.copy("9000000023"), events).await;
+    assert!(
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
+    );
+    let event = &messages[0]["data"]["checkoutStatusUpdate"];
+    assert!(event["eventId"].is_string(), "{messages:?}");
+}
+contract!(sse_subscriptions_deliver_events);
+
+/// The HTTP streams obey the same auth as every transport: a bad token is a 401
+/// before any stream starts, and anonymous subscribers are refused in-band.
+async fn http_streams_share_the_auth(app: &TestApp) {
+    let r = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth("not-a-token")
+        .header("accept", "text/event-stream")
+        .json(&json!({"query": SUBSCRIPTION}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let mut r = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("accept", "text/event-stream")
+        .json(&json!({"query": SUBSCRIPTION}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut text = String::new();
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout(Duration::from_secs(5), r.chunk()).await {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+        if text.contains("event: complete") {
+            break;
+        }
+    }
+    assert!(text.contains("NOT_AUTHORIZED"), "{text}");
+    assert!(text.ends_with("event: complete\ndata:\n\n"), "{text:?}");
+}
+contract!(http_streams_share_the_auth);
