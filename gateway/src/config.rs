@@ -35,6 +35,9 @@ pub struct ServerSettings {
     pub host: String,
     /// `GRAPHQL_SERVER_PORT` (0 picks a free port).
     pub port: u16,
+    /// `CORS_ORIGINS`: browser origins allowed to call the API, comma-separated;
+    /// `*` (the seed's default) allows any, without credentials.
+    pub cors_origins: Vec<String>,
 }
 
 impl ServerSettings {
@@ -42,6 +45,7 @@ impl ServerSettings {
         ServerSettings {
             host: if production { "0.0.0.0" } else { "127.0.0.1" }.into(),
             port: 4000,
+            cors_origins: vec!["*".into()],
         }
     }
 }
@@ -79,6 +83,10 @@ pub struct LimitSettings {
     pub request_timeout: Duration,
     /// `GRAPHQL_METRICS_MAX_OPERATIONS`: distinct operation names labelled.
     pub max_operation_labels: usize,
+    /// `GRAPHQL_APQ_MAX_ENTRIES`: automatic persisted queries kept per instance.
+    pub persisted_entries: usize,
+    /// `GRAPHQL_APQ_MAX_BYTES`: their text, in all.
+    pub persisted_bytes: usize,
 }
 
 impl Default for LimitSettings {
@@ -90,6 +98,8 @@ impl Default for LimitSettings {
             max_aliases: 15,
             request_timeout: Duration::from_secs(30),
             max_operation_labels: 100,
+            persisted_entries: 1000,
+            persisted_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -156,6 +166,7 @@ struct Raw {
     node_env: Option<String>,
     graphql_server_host: Option<String>,
     graphql_server_port: Option<u16>,
+    cors_origins: Option<String>,
     mysql_host: Option<String>,
     mysql_port: Option<u16>,
     mysql_user: Option<String>,
@@ -183,6 +194,8 @@ struct Raw {
     querycache_ttl_seconds: Option<f64>,
     graphql_request_timeout: Option<f64>,
     graphql_metrics_max_operations: Option<usize>,
+    graphql_apq_max_entries: Option<usize>,
+    graphql_apq_max_bytes: Option<usize>,
 }
 
 /// Every environment name the gateway reads (the deploy checks compare against it).
@@ -193,6 +206,7 @@ pub const KNOWN_NAMES: &[&str] = &[
     "RUST_LOG",
     "GRAPHQL_SERVER_HOST",
     "GRAPHQL_SERVER_PORT",
+    "CORS_ORIGINS",
     "MYSQL_HOST",
     "MYSQL_PORT",
     "MYSQL_USER",
@@ -220,6 +234,8 @@ pub const KNOWN_NAMES: &[&str] = &[
     "QUERYCACHE_TTL_SECONDS",
     "GRAPHQL_REQUEST_TIMEOUT",
     "GRAPHQL_METRICS_MAX_OPERATIONS",
+    "GRAPHQL_APQ_MAX_ENTRIES",
+    "GRAPHQL_APQ_MAX_BYTES",
 ];
 
 /// Seconds as a duration; `default` when unset, negative or not finite.
@@ -337,6 +353,16 @@ impl Settings {
             server: ServerSettings {
                 host: raw.graphql_server_host.unwrap_or(server.host),
                 port: raw.graphql_server_port.unwrap_or(server.port),
+                cors_origins: raw
+                    .cors_origins
+                    .map(|list| {
+                        list.split(',')
+                            .map(|o| o.trim().to_string())
+                            .filter(|o| !o.is_empty())
+                            .collect::<Vec<_>>()
+                    })
+                    .filter(|list| !list.is_empty())
+                    .unwrap_or(server.cors_origins),
             },
             services,
             auth: AuthSettings {
@@ -352,6 +378,10 @@ impl Settings {
                 max_operation_labels: raw
                     .graphql_metrics_max_operations
                     .unwrap_or(limits.max_operation_labels),
+                persisted_entries: raw
+                    .graphql_apq_max_entries
+                    .unwrap_or(limits.persisted_entries),
+                persisted_bytes: raw.graphql_apq_max_bytes.unwrap_or(limits.persisted_bytes),
             },
             shutdown: ShutdownSettings {
                 delay: secs(raw.shutdown_delay, shutdown.delay),

@@ -154,6 +154,8 @@ impl Application {
                 timeout: settings.limits.request_timeout,
                 aliases: AliasLimit(settings.limits.max_aliases),
                 max_operation_labels: settings.limits.max_operation_labels,
+                persisted_entries: settings.limits.persisted_entries,
+                persisted_bytes: settings.limits.persisted_bytes,
             },
             Arc::clone(&metrics),
         ));
@@ -178,10 +180,12 @@ impl Application {
         let port = listener.local_addr()?.port();
         let workers = WorkerThreads::default();
         let counted_workers = workers.clone();
+        let cors_origins = settings.server.cors_origins.clone();
         let server = HttpServer::new(move || {
             counted_workers.enter();
             let state = state.clone();
             App::new()
+                .wrap(http::cors(&cors_origins))
                 .wrap(from_fn(http::request_context))
                 .configure(move |cfg| http::configure(cfg, state))
         })

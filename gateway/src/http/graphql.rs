@@ -198,7 +198,7 @@ pub async fn get(
     if !csrf_safe(req.headers()) {
         return error_response(StatusCode::BAD_REQUEST, CSRF_MESSAGE, "BAD_REQUEST");
     }
-    let mut request = match async_graphql::http::parse_query_string(req.query_string()) {
+    let mut request = match query_string_request(req.query_string()) {
         Ok(r) => r,
         Err(e) => {
             return error_response(
@@ -219,6 +219,35 @@ pub async fn get(
         return resp;
     }
     execute(&state, &req, request).await
+}
+
+/// A GET request's parameters (GraphQL over HTTP: `query`, `operationName`, and
+/// `variables` and `extensions` as JSON). async-graphql's own parser reads
+/// `operation_name`, so Apollo Client's `operationName` would be lost.
+fn query_string_request(query_string: &str) -> Result<Request, String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Params {
+        #[serde(default)]
+        query: String,
+        operation_name: Option<String>,
+        variables: Option<String>,
+        extensions: Option<String>,
+    }
+    let params = web::Query::<Params>::from_query(query_string)
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let mut request = Request::new(params.query);
+    request.operation_name = params.operation_name;
+    if let Some(variables) = params.variables.filter(|v| !v.is_empty()) {
+        request.variables =
+            serde_json::from_str(&variables).map_err(|e| format!("invalid variables: {e}"))?;
+    }
+    if let Some(extensions) = params.extensions.filter(|v| !v.is_empty()) {
+        request.extensions =
+            serde_json::from_str(&extensions).map_err(|e| format!("invalid extensions: {e}"))?;
+    }
+    Ok(request)
 }
 
 pub async fn method_not_allowed() -> HttpResponse {

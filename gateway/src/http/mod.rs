@@ -74,3 +74,31 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<HttpState>) {
 }
 
 pub use middleware::request_context;
+
+/// CORS for browser apps on other origins (SPEC section 5: `CORS_ORIGINS`, default
+/// `*` as the seed's Apollo Server 2). Preflights may send the headers Apollo's
+/// clients use; answers are cached by browsers for a day. Credentials are allowed
+/// only with an explicit list of origins (a browser refuses them with `*`).
+pub fn cors(origins: &[String]) -> actix_cors::Cors {
+    use actix_web::http::{header, Method};
+    let cors = actix_cors::Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::HeaderName::from_static("apollo-require-preflight"),
+            header::HeaderName::from_static("x-apollo-operation-name"),
+            header::HeaderName::from_static("traceparent"),
+            header::HeaderName::from_static("tracestate"),
+        ])
+        .max_age(86_400);
+    if origins.iter().any(|o| o == "*") {
+        cors.allow_any_origin().send_wildcard()
+    } else {
+        origins
+            .iter()
+            .fold(cors, |cors, origin| cors.allowed_origin(origin))
+            .supports_credentials()
+    }
+}

@@ -8,6 +8,7 @@
 
 mod errors;
 mod operations;
+mod persisted;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,8 @@ use crate::graphql::{AliasLimit, AppSchema, DocumentCache, Stores, Viewer};
 use crate::http::Metrics;
 pub use errors::Failure;
 pub use operations::OperationLabels;
+use persisted::PersistedError;
+pub use persisted::PersistedQueries;
 
 /// What the pipeline needs besides the schema.
 pub struct PipelineConfig {
@@ -33,6 +36,10 @@ pub struct PipelineConfig {
     pub aliases: AliasLimit,
     /// Distinct operation names that become metric labels (`GRAPHQL_METRICS_MAX_OPERATIONS`).
     pub max_operation_labels: usize,
+    /// Automatic persisted queries kept, at most (`GRAPHQL_APQ_MAX_ENTRIES`).
+    pub persisted_entries: usize,
+    /// Their text, at most, in bytes (`GRAPHQL_APQ_MAX_BYTES`).
+    pub persisted_bytes: usize,
 }
 
 /// The pipeline; shared by every transport.
@@ -43,6 +50,7 @@ pub struct Pipeline {
     config: PipelineConfig,
     metrics: Arc<Metrics>,
     labels: OperationLabels,
+    persisted: PersistedQueries,
 }
 
 /// One executed query or mutation.
@@ -62,6 +70,7 @@ impl Pipeline {
         metrics: Arc<Metrics>,
     ) -> Self {
         let labels = OperationLabels::new(config.max_operation_labels);
+        let persisted = PersistedQueries::new(config.persisted_entries, config.persisted_bytes);
         Pipeline {
             schema,
             stores,
@@ -69,12 +78,14 @@ impl Pipeline {
             config,
             metrics,
             labels,
+            persisted,
         }
     }
 
     /// The operation `request` would run, parsed once (from the cache when it can),
     /// `None` when the document does not parse or names no operation it holds.
     pub fn operation_type(&self, request: &mut Request) -> Option<OperationType> {
+        self.persisted.resolve(request).ok()?;
         self.documents.prepare(request);
         operations::selected(request).map(|(ty, _)| ty)
     }
@@ -82,6 +93,12 @@ impl Pipeline {
     /// Runs a query or mutation for `viewer`.
     pub async fn execute(&self, mut request: Request, viewer: Viewer) -> Executed {
         let started = Instant::now();
+        if let Err(e) = self.persisted.resolve(&mut request) {
+            let response = persisted_error(&e);
+            self.observe("other", started, &response);
+            let failure = (e != PersistedError::NotFound).then_some(Failure::Request);
+            return Executed { response, failure };
+        }
         self.documents.prepare(&mut request);
         let label = self.labels.label_for(&mut request);
         let parsed = request.parsed_query().is_ok();
@@ -183,6 +200,14 @@ impl Pipeline {
             &errors::codes(response),
         );
     }
+}
+
+/// A persisted-query refusal as a response (`PersistedQueryNotFound` is the exact
+/// message Apollo's clients look for).
+fn persisted_error(e: &PersistedError) -> Response {
+    let mut error = async_graphql::ServerError::new(e.to_string(), None);
+    errors::set_code(&mut error, e.code());
+    Response::from_errors(vec![error])
 }
 
 /// The WebSocket protocols' executor: what async-graphql's protocol handler runs

@@ -90,6 +90,11 @@ impl TestApp {
         Self::start(settings, None, None).await
     }
 
+    /// Embedded stores with these settings.
+    pub async fn with_settings(settings: Settings) -> Self {
+        Self::start(settings, None, None).await
+    }
+
     pub async fn real(server: SqlServer) -> Self {
         Self::real_with(server, |_| {}).await
     }

@@ -185,3 +185,181 @@ async fn a_query_held_past_the_timeout_is_cancelled() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["checkouts"].as_array().map(Vec::len), Some(2));
 }
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Automatic persisted queries as Apollo Server 2 gave them: a hash alone misses
+/// once, hash plus query stores and runs it, then the hash alone runs it, over POST
+/// and GET; a hash that does not match its query is a 400; GET still never writes.
+async fn automatic_persisted_queries(app: &TestApp) {
+    // Unique per run of the case, so an earlier test's store cannot answer.
+    let query = format!("query Apq{} {{ books {{ title }} }}", app.port);
+    let hash = sha256_hex(&query);
+    let ext = json!({"persistedQuery": {"version": 1, "sha256Hash": hash}});
+    let post = |body: Value| {
+        app.client
+            .post(format!("{}/graphql", app.base))
+            .json(&body)
+            .send()
+    };
+    let r = post(json!({"extensions": ext})).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    assert_eq!(codes(&body), ["PERSISTED_QUERY_NOT_FOUND"]);
+
+    let r = post(json!({"query": query, "extensions": ext}))
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"]["books"].is_array(), "{body}");
+
+    let url = format!(
+        "{}/graphql?extensions={}&operationName=Apq{}",
+        app.base,
+        urlencode(&ext.to_string()),
+        app.port
+    );
+    let r = app
+        .client
+        .get(&url)
+        .header("apollo-require-preflight", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["data"]["books"].is_array(), "GET by hash: {body}");
+
+    let wrong =
+        json!({"persistedQuery": {"version": 1, "sha256Hash": sha256_hex("{ books { author } }")}});
+    let r = post(json!({"query": query, "extensions": wrong}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["message"],
+        "provided sha does not match query"
+    );
+
+    // A stored mutation is still refused over GET.
+    let mutation = "mutation { checkinAsset(assetUpc: \"9000000001\") { id } }";
+    let m_ext = json!({"persistedQuery": {"version": 1, "sha256Hash": sha256_hex(mutation)}});
+    let token = app.token("user2").await;
+    let stored = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&token)
+        .json(&json!({"query": mutation, "extensions": m_ext}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 200, "stored (and run) over POST");
+    let get = format!(
+        "{}/graphql?extensions={}",
+        app.base,
+        urlencode(&m_ext.to_string())
+    );
+    let r = app
+        .client
+        .get(&get)
+        .bearer_auth(&token)
+        .header("apollo-require-preflight", "true")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        405,
+        "a GET never runs a mutation, stored or not"
+    );
+}
+contract!(automatic_persisted_queries);
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// CORS as the seed's Apollo Server 2 gave it (`CORS_ORIGINS=*`): a browser-shaped
+/// preflight is answered with the headers Apollo's clients send, and the actual
+/// request carries `Access-Control-Allow-Origin`.
+async fn browser_apps_on_other_origins_are_allowed(app: &TestApp) {
+    let url = format!("{}/graphql", app.base);
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://app.example.org")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type,apollo-require-preflight,x-apollo-operation-name",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let allowed = h["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    for name in [
+        "authorization",
+        "content-type",
+        "apollo-require-preflight",
+        "x-apollo-operation-name",
+    ] {
+        assert!(allowed.contains(name), "{name} not allowed: {allowed}");
+    }
+    assert!(h.contains_key("access-control-max-age"));
+    let r = app
+        .client
+        .post(&url)
+        .header("origin", "https://app.example.org")
+        .json(&json!({"query": "{ books { title } }"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+}
+contract!(browser_apps_on_other_origins_are_allowed);
+
+/// An explicit origin list allows exactly those origins, with credentials.
+#[tokio::test]
+async fn an_origin_list_allows_only_its_origins_with_credentials() {
+    let mut settings = gateway::Settings::development();
+    settings.server.port = 0;
+    settings.server.cors_origins = vec!["https://app.example.org".into()];
+    let app = TestApp::with_settings(settings).await;
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let ok = preflight("https://app.example.org").await.unwrap();
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    assert_eq!(ok.headers()["access-control-allow-credentials"], "true");
+    let other = preflight("https://evil.example.net").await.unwrap();
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+}
