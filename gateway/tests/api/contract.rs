@@ -655,15 +655,7 @@ async fn metrics_count_requests_and_errors(app: &TestApp) {
         .unwrap();
     assert_eq!(r.status(), 200);
     app.gql(None, "{ checkouts { id } }", json!({})).await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains(r#"graphql_requests_total{operation="Shelf",outcome="ok"} 1"#),
         "{text}"

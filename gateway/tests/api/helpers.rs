@@ -210,17 +210,21 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// `datasource_calls_total` from `/metrics`, per `{call=..,store=..}` label set.
-    pub async fn datasource_calls(&self) -> std::collections::HashMap<String, u64> {
-        let text = self
-            .client
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
             .get(format!("{}/metrics", self.base))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// `datasource_calls_total` from `/metrics`, per `{call=..,store=..}` label set.
+    pub async fn datasource_calls(&self) -> std::collections::HashMap<String, u64> {
+        let text = self.metrics().await;
         text.lines()
             .filter_map(|l| l.strip_prefix("datasource_calls_total"))
             .filter_map(|l| l.rsplit_once(' '))

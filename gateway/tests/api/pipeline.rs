@@ -98,16 +98,6 @@ async fn the_graphql_response_media_type(app: &TestApp) {
 contract!(the_graphql_response_media_type);
 
 async fn operation_names_become_labels_only_when_defined_and_bounded(app: &TestApp) {
-    let metrics = || async {
-        app.client
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     // Names the document does not define are never labels.
     for i in 0..30 {
         let name = format!("MadeUp{i}");
@@ -126,7 +116,7 @@ async fn operation_names_become_labels_only_when_defined_and_bounded(app: &TestA
         let (status, _) = app.gql(None, &query, json!({})).await;
         assert_eq!(status, 200);
     }
-    let text = metrics().await;
+    let text = app.metrics().await;
     let labels: std::collections::HashSet<&str> = text
         .lines()
         .filter(|l| l.starts_with("graphql_requests_total{"))
