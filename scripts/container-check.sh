@@ -96,17 +96,22 @@ podman build --isolation chroot --pull=never -t central-library/gateway:latest "
 size=$(podman image inspect --format '{{.Size}}' central-library/gateway:latest)
 log "image size: $((size / 1024 / 1024)) MB"
 
-log "running it (embedded mode, loopback only)"
+# The production image has no embedded stores: it runs in production mode on the
+# harness's real services (scripts/services.sh up wrote their settings), loopback only.
+env_file="${CL_STATE_DIR:-$ROOT/.services}/env"
+[[ -f $env_file ]] || { log "no $env_file: run scripts/services.sh up first"; exit 1; }
+log "running it (production, on the harness's services, loopback only)"
 cid=$(podman run -d "${RUN_OPTS[@]}" --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
-  --network host -e APP_ENV=development -e GRAPHQL_SERVER_HOST=127.0.0.1 \
-  -e GRAPHQL_SERVER_PORT="$PORT" central-library/gateway:latest)
-for _ in $(seq 1 100); do
-  curl -fs "http://127.0.0.1:$PORT/health" >/dev/null && break
+  --network host --env-file "$env_file" -e APP_ENV=production -e SHUTDOWN_DELAY=0 \
+  -e GRAPHQL_SERVER_HOST=127.0.0.1 -e GRAPHQL_SERVER_PORT="$PORT" central-library/gateway:latest)
+for _ in $(seq 1 300); do
+  curl -fs "http://127.0.0.1:$PORT/health/ready" >/dev/null && break
   sleep 0.1
 done
-body=$(curl -fsS "http://127.0.0.1:$PORT/health")
+body=$(curl -fsS "http://127.0.0.1:$PORT/health") || { podman logs "$cid"; exit 1; }
 [[ $body == OK ]] || { podman logs "$cid"; log "health answered '$body'"; exit 1; }
-log "/health: OK"
+curl -fsS "http://127.0.0.1:$PORT/health/ready" >/dev/null || { podman logs "$cid"; log "not ready"; exit 1; }
+log "/health: OK, /health/ready: 200"
 started=$(date +%s%N)
 podman "${RUN_OPTS[@]}" stop -t 75 "$cid" >/dev/null
 elapsed=$(( ($(date +%s%N) - started) / 1000000 ))
