@@ -120,8 +120,8 @@ impl Pipeline {
     }
 
     /// Runs any operation as a stream of responses (one for a query or mutation,
-    /// one per event for a subscription), for the streaming transports. `session`
-    /// is what the transport's handshake established (a WebSocket's viewer).
+    /// one per event for a subscription), for the streaming transports; `viewer`
+    /// comes from the request's header or the WebSocket's `connection_init`.
     pub fn stream(
         self: &Arc<Self>,
         mut request: Request,
