@@ -300,7 +300,7 @@ keys_up() {
     return
   fi
   command -v curl >/dev/null || apt_install curl
-  (cd "$ROOT" && cargo build -q -p auth-jwt --bin dev-key-service)
+  (cd "$ROOT" && cargo build -q -p auth-jwt --features dev --bin dev-key-service)
   local target; target=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   start_bg keys "$STATE" "$target/debug/dev-key-service" \
