@@ -37,6 +37,11 @@ fi
 step "services"
 scripts/services.sh up
 
+# The real npm client libraries the API tests drive (versions from the lock file).
+step "npm clients"
+command -v node >/dev/null || { echo "node not found: install Node.js 20 or later" >&2; exit 1; }
+npm ci --prefix gateway/tests/clients --no-audit --no-fund --loglevel=error
+
 step "format"
 cargo fmt --all -- --check
 

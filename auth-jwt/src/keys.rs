@@ -2,10 +2,12 @@
 //!
 //! Rules (SPEC section 4): a PEM public key or a JWKS document, told apart by
 //! content; cached for a TTL and refreshed in the background before it expires; a
-//! failed fetch is never cached and the last good keys keep serving; concurrent
-//! first requests share one fetch; a token with an unknown `kid` triggers at most
-//! one refresh per `kid_refresh_interval`; responses are size-capped; connect and
-//! read have timeouts.
+//! failed fetch is never cached, and the last good keys keep serving at once (no
+//! request waits on a URL that hangs once a key is held) while one background
+//! refresh retries with backoff; concurrent first requests share one fetch; a token
+//! with an unknown `kid` triggers at most one refresh per `kid_refresh_interval`;
+//! responses are size-capped; connect and read have timeouts; redirects are followed
+//! only on the key URL's own host; an `https` URL may name its own CA.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -35,6 +37,12 @@ pub struct KeySourceConfig {
     pub request_timeout: Duration,
     /// Largest accepted document (64 KiB).
     pub max_bytes: usize,
+    /// Longest wait between retries while the URL is down (60 s; the first is 5 s,
+    /// then doubling).
+    pub max_retry_interval: Duration,
+    /// PEM certificates of the CAs an `https` key URL is verified against, besides
+    /// the public web's (`PUBLIC_JWT_KEY_CA`).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl KeySourceConfig {
@@ -47,8 +55,17 @@ impl KeySourceConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(5),
             max_bytes: 64 * 1024,
+            max_retry_interval: Duration::from_secs(60),
+            ca_pem: None,
         }
     }
+}
+
+/// The wait before retry number `failures` (1-based): 5 s, doubling, at most `max`.
+fn retry_wait(failures: u32, max: Duration) -> Duration {
+    Duration::from_secs(5)
+        .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+        .min(max)
 }
 
 /// A parsed key document.
@@ -108,6 +125,8 @@ struct Inner {
     /// Held while fetching: concurrent misses wait for one fetch, not start their own.
     fetching: Mutex<Option<Instant>>,
     last_kid_refresh: Mutex<Option<Instant>>,
+    /// Set while a refresh started for a stale key runs: one at a time.
+    nudged: std::sync::atomic::AtomicBool,
     /// Bumped on every successful fetch: caches of verified tokens compare it.
     generation: std::sync::atomic::AtomicU64,
 }
@@ -123,11 +142,30 @@ impl KeySource {
     /// A source for `config.url`. Nothing is fetched until the first token, or until
     /// [`KeySource::spawn_refresher`] runs.
     pub fn new(config: KeySourceConfig) -> Result<Self, AuthError> {
-        let client = reqwest::Client::builder()
+        let unavailable = |e: reqwest::Error| AuthError::KeyUnavailable(Box::new(e));
+        let host = reqwest::Url::parse(&config.url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        // A key URL that redirects elsewhere could hand token verification to
+        // another party: only redirects on the same host are followed.
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            let same_host = attempt.url().host_str() == host.as_deref();
+            if same_host && attempt.previous().len() < 5 {
+                attempt.follow()
+            } else {
+                attempt.stop()
+            }
+        });
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
-            .build()
-            .map_err(|e| AuthError::KeyUnavailable(Box::new(e)))?;
+            .redirect(redirects);
+        if let Some(pem) = &config.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem).map_err(unavailable)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build().map_err(unavailable)?;
         Ok(KeySource {
             inner: Arc::new(Inner {
                 config,
@@ -135,6 +173,7 @@ impl KeySource {
                 cache: RwLock::new(None),
                 fetching: Mutex::new(None),
                 last_kid_refresh: Mutex::new(None),
+                nudged: std::sync::atomic::AtomicBool::new(false),
                 generation: std::sync::atomic::AtomicU64::new(0),
             }),
         })
@@ -156,25 +195,42 @@ impl KeySource {
         Ok(source)
     }
 
-    /// Refreshes the keys in the background at 90 % of the TTL (and retries every
-    /// few seconds while the URL is down), so requests rarely wait for a fetch. The
-    /// task holds only a weak reference: it ends when the source is dropped.
+    /// Refreshes the keys in the background at 90 % of the TTL (and while the URL is
+    /// down, retries after 5 s, doubling up to `max_retry_interval`), so requests
+    /// rarely wait for a fetch. The task holds only a weak reference: it ends when
+    /// the source is dropped.
     pub fn spawn_refresher(&self) {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let ttl = self.inner.config.ttl;
+        let max_retry = self.inner.config.max_retry_interval;
         tokio::spawn(async move {
+            let mut failures = 0u32;
+            // Keys just fetched (by `prefetch` at start-up) are not fetched again at once.
+            let held = match weak.upgrade() {
+                Some(inner) => KeySource { inner }.has_keys().await,
+                None => return,
+            };
+            let mut wait = if held {
+                ttl.mul_f32(0.9)
+            } else {
+                Duration::ZERO
+            };
             loop {
+                tokio::time::sleep(wait).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let source = KeySource { inner };
-                let wait = match source.refresh().await {
-                    Ok(()) => ttl.mul_f32(0.9),
+                wait = match source.refresh().await {
+                    Ok(()) => {
+                        failures = 0;
+                        ttl.mul_f32(0.9)
+                    }
                     Err(e) => {
-                        tracing::warn!(error = %e, "jwt key refresh failed; keeping the last good key");
-                        Duration::from_secs(5).min(ttl)
+                        failures = failures.saturating_add(1);
+                        let wait = retry_wait(failures, max_retry).min(ttl);
+                        tracing::warn!(error = %e, retry_in = ?wait, "jwt key refresh failed; keeping the last good key");
+                        wait
                     }
                 };
-                drop(source);
-                tokio::time::sleep(wait).await;
             }
         });
     }
@@ -184,19 +240,46 @@ impl KeySource {
         self.inner.cache.read().await.is_some()
     }
 
-    /// The current keys: cached ones while fresh; otherwise one shared fetch; and if
-    /// that fails, the last good keys, however old.
+    /// The current keys: cached ones while fresh; past their TTL, the same at once
+    /// while one background refresh runs; with none held yet, one shared fetch.
     pub(crate) async fn keys(&self) -> Result<Keys, AuthError> {
-        if let Some(keys) = self.fresh().await {
-            return Ok(keys);
+        let stale = {
+            let cache = self.inner.cache.read().await;
+            match cache.as_ref() {
+                Some(c) if c.fetched_at.elapsed() < self.inner.config.ttl => {
+                    return Ok(c.keys.clone())
+                }
+                Some(c) => Some(c.keys.clone()),
+                None => None,
+            }
+        };
+        if let Some(stale) = stale {
+            self.nudge();
+            return Ok(stale);
         }
-        match self.refresh_shared().await {
-            Ok(keys) => Ok(keys),
-            Err(e) => match self.inner.cache.read().await.as_ref() {
-                Some(stale) => Ok(stale.keys.clone()),
-                None => Err(AuthError::KeyUnavailable(e)),
-            },
+        self.refresh_shared()
+            .await
+            .map_err(AuthError::KeyUnavailable)
+    }
+
+    /// Starts one background refresh unless one started this way still runs.
+    fn nudge(&self) {
+        use std::sync::atomic::Ordering;
+        if self
+            .inner
+            .nudged
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
         }
+        let source = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = source.refresh().await {
+                tracing::warn!(error = %e, "jwt key refresh failed; keeping the last good key");
+            }
+            source.inner.nudged.store(false, Ordering::Release);
+        });
     }
 
     /// Called when a token names an unknown `kid`: refreshes at most once per
@@ -211,14 +294,6 @@ impl KeySource {
             *last = Some(now);
         }
         self.refresh_shared().await.ok()
-    }
-
-    async fn fresh(&self) -> Option<Keys> {
-        let cache = self.inner.cache.read().await;
-        cache
-            .as_ref()
-            .filter(|c| c.fetched_at.elapsed() < self.inner.config.ttl)
-            .map(|c| c.keys.clone())
     }
 
     /// One fetch for everyone waiting: whoever gets the lock second finds the keys
@@ -285,5 +360,18 @@ impl KeySource {
             "jwt verification keys fetched"
         );
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_to_their_bound() {
+        let max = Duration::from_secs(60);
+        let waits: Vec<u64> = (1..=6).map(|n| retry_wait(n, max).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        assert_eq!(retry_wait(u32::MAX, max), max);
     }
 }

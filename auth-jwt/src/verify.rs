@@ -176,14 +176,21 @@ impl Verifier {
         validation.validate_nbf = true;
         // `sub` is required by `Claims` itself (string or number); jsonwebtoken would
         // insist on a string.
-        validation.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience must be present, not only right when
+        // present (jsonwebtoken checks only the claims it is told are required).
+        let mut required = vec!["exp"];
         match &self.config.audience {
-            Some(aud) => validation.set_audience(&[aud]),
+            Some(aud) => {
+                validation.set_audience(&[aud]);
+                required.push("aud");
+            }
             None => validation.validate_aud = false,
         }
         if let Some(iss) = &self.config.issuer {
             validation.set_issuer(&[iss]);
+            required.push("iss");
         }
+        validation.set_required_spec_claims(&required);
         let data = jsonwebtoken::decode::<Claims>(token, key, &validation)?;
         let claims = data.claims;
         let roles: BTreeSet<Role> = match claims.roles {

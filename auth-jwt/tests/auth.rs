@@ -25,17 +25,27 @@ fn issuer_b() -> &'static DevIssuer {
     B.get_or_init(|| DevIssuer::generate(default_users()).unwrap())
 }
 
+/// What the key server answers.
+#[derive(Clone)]
+enum Answer {
+    Serve(u16, String),
+    /// Never answers (a URL that hangs).
+    Hang,
+    /// A 302 to this location.
+    Redirect(String),
+}
+
 /// What the key server answers, changeable while it runs.
 #[derive(Clone)]
 struct KeyServer {
-    body: Arc<Mutex<(u16, String)>>,
+    body: Arc<Mutex<Answer>>,
     fetches: Arc<AtomicUsize>,
     url: String,
 }
 
 impl KeyServer {
     async fn start(status: u16, body: String) -> Self {
-        let state = Arc::new(Mutex::new((status, body)));
+        let state = Arc::new(Mutex::new(Answer::Serve(status, body)));
         let fetches = Arc::new(AtomicUsize::new(0));
         let (s, f) = (Arc::clone(&state), Arc::clone(&fetches));
         let server = HttpServer::new(move || {
@@ -46,9 +56,17 @@ impl KeyServer {
                     let (s, f) = (Arc::clone(&s), Arc::clone(&f));
                     async move {
                         f.fetch_add(1, Ordering::SeqCst);
-                        let (status, body) = s.lock().unwrap().clone();
-                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
-                            .body(body)
+                        let answer = s.lock().unwrap().clone();
+                        match answer {
+                            Answer::Serve(status, body) => HttpResponse::build(
+                                actix_web::http::StatusCode::from_u16(status).unwrap(),
+                            )
+                            .body(body),
+                            Answer::Hang => std::future::pending().await,
+                            Answer::Redirect(to) => HttpResponse::Found()
+                                .insert_header(("location", to))
+                                .finish(),
+                        }
                     }
                 }),
             )
@@ -67,7 +85,11 @@ impl KeyServer {
     }
 
     fn serve(&self, status: u16, body: impl Into<String>) {
-        *self.body.lock().unwrap() = (status, body.into());
+        self.answer(Answer::Serve(status, body.into()));
+    }
+
+    fn answer(&self, answer: Answer) {
+        *self.body.lock().unwrap() = answer;
     }
 
     fn fetches(&self) -> usize {
@@ -304,6 +326,111 @@ async fn the_last_good_key_serves_while_the_url_is_down() {
         verifier.verify(&t).await.is_ok(),
         "garbage is not cached either"
     );
+}
+
+#[tokio::test]
+async fn a_stale_key_serves_at_once_while_the_url_hangs_and_one_refresh_runs() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let verifier = server.verifier(Duration::ZERO);
+    let t = token(issuer_a(), "user3");
+    assert!(verifier.verify(&t).await.is_ok());
+    server.answer(Answer::Hang);
+    let before = server.fetches();
+    // The URL hangs for the 5 s request timeout: none of these may wait for it.
+    let all = (0..50).map(|_| {
+        let (v, t) = (verifier.clone(), t.clone());
+        tokio::spawn(async move { v.verify(&t).await.map(|_| ()) })
+    });
+    let done = tokio::time::timeout(Duration::from_secs(2), futures::future::join_all(all))
+        .await
+        .expect("verification never waits on a hanging key URL once a key is held");
+    for r in done {
+        r.unwrap().unwrap();
+    }
+    // The one refresh they started reaches the server (and hangs there).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.fetches() == before {
+        assert!(tokio::time::Instant::now() < deadline, "no refresh started");
+        tokio::task::yield_now().await;
+    }
+    for _ in 0..50 {
+        verifier.verify(&t).await.unwrap();
+    }
+    assert_eq!(
+        server.fetches() - before,
+        1,
+        "one background refresh, not one per request"
+    );
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_required_when_configured() {
+    let server = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let mut config = KeySourceConfig::new(&server.url);
+    config.ttl = Duration::from_secs(3600);
+    let verifier = Verifier::new(
+        KeySource::new(config).unwrap(),
+        VerifierConfig {
+            issuer: Some("https://keys.example".into()),
+            audience: Some("central-library".into()),
+            ..VerifierConfig::default()
+        },
+    );
+    let signed = |claims: serde_json::Value| {
+        let mut all = json!({"sub": "12347", "roles": ["user"], "exp": now() + 600});
+        all.as_object_mut()
+            .unwrap()
+            .extend(claims.as_object().unwrap().clone());
+        forge(issuer_a(), Header::new(Algorithm::RS256), all)
+    };
+    let both = signed(json!({"iss": "https://keys.example", "aud": "central-library"}));
+    assert_eq!(verifier.verify(&both).await.unwrap().sub, "12347");
+    let listed =
+        signed(json!({"iss": "https://keys.example", "aud": ["other", "central-library"]}));
+    assert!(verifier.verify(&listed).await.is_ok(), "aud may be a list");
+    for (why, claims) in [
+        ("no iss", json!({"aud": "central-library"})),
+        (
+            "another iss",
+            json!({"iss": "https://evil.example", "aud": "central-library"}),
+        ),
+        ("no aud", json!({"iss": "https://keys.example"})),
+        (
+            "another aud",
+            json!({"iss": "https://keys.example", "aud": "other"}),
+        ),
+    ] {
+        let err = verifier.verify(&signed(claims)).await.unwrap_err();
+        assert!(
+            matches!(err, AuthError::WrongIssuerOrAudience | AuthError::BadClaims),
+            "{why}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn redirects_are_followed_only_on_the_key_urls_own_host() {
+    let target = KeyServer::start(200, issuer_a().public_pem().to_string()).await;
+    let redirecting = KeyServer::start(200, String::new()).await;
+    let t = token(issuer_a(), "user3");
+    // The same server under another host name: another party, as far as the URL says.
+    let elsewhere = target.url.replace("127.0.0.1", "localhost");
+    redirecting.answer(Answer::Redirect(elsewhere));
+    let err = redirecting
+        .verifier(Duration::from_secs(3600))
+        .verify(&t)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AuthError::KeyUnavailable(_)), "{err:?}");
+    assert_eq!(target.fetches(), 0, "never fetched from the other host");
+    redirecting.answer(Answer::Redirect(target.url.clone()));
+    let user = redirecting
+        .verifier(Duration::from_secs(3600))
+        .verify(&t)
+        .await
+        .expect("a redirect on the same host is followed");
+    assert_eq!(user.sub, "12347");
+    assert_eq!(target.fetches(), 1);
 }
 
 #[tokio::test]

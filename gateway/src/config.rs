@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::graphql::ArgumentCaps;
+
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -57,6 +59,12 @@ pub struct AuthSettings {
     pub key_url: Option<String>,
     /// `JWT_KEY_CACHE_SECONDS`: how long a fetched key is used.
     pub key_cache_ttl: Duration,
+    /// `PUBLIC_JWT_KEY_CA`: a PEM file of CAs an `https` key URL may be signed by.
+    pub key_ca_file: Option<PathBuf>,
+    /// `JWT_ISSUER`: when set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// `JWT_AUDIENCE`: when set, tokens must name this audience in `aud`.
+    pub audience: Option<String>,
 }
 
 impl Default for AuthSettings {
@@ -64,6 +72,9 @@ impl Default for AuthSettings {
         AuthSettings {
             key_url: None,
             key_cache_ttl: Duration::from_secs(3600),
+            key_ca_file: None,
+            issuer: None,
+            audience: None,
         }
     }
 }
@@ -87,6 +98,11 @@ pub struct LimitSettings {
     pub persisted_entries: usize,
     /// `GRAPHQL_APQ_MAX_BYTES`: their text, in all.
     pub persisted_bytes: usize,
+    /// `GRAPHQL_MAX_DATE_FORMAT_LENGTH`, `GRAPHQL_MAX_STRING_LENGTH`,
+    /// `GRAPHQL_DEFAULT_PAGE_SIZE`, `GRAPHQL_MAX_PAGE_SIZE`: the argument caps.
+    pub arguments: ArgumentCaps,
+    /// `GRAPHQL_MAX_RESPONSE_BYTES`: a larger reply is replaced by an error.
+    pub max_response_bytes: usize,
 }
 
 impl Default for LimitSettings {
@@ -100,6 +116,8 @@ impl Default for LimitSettings {
             max_operation_labels: 100,
             persisted_entries: 1000,
             persisted_bytes: 8 * 1024 * 1024,
+            arguments: ArgumentCaps::default(),
+            max_response_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -184,6 +202,9 @@ struct Raw {
     kafka_brokers: Option<String>,
     public_jwt_key_url: Option<String>,
     jwt_key_cache_seconds: Option<f64>,
+    public_jwt_key_ca: Option<PathBuf>,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
     shutdown_delay: Option<f64>,
     shutdown_timeout: Option<f64>,
     shutdown_close_timeout: Option<f64>,
@@ -196,6 +217,11 @@ struct Raw {
     graphql_metrics_max_operations: Option<usize>,
     graphql_apq_max_entries: Option<usize>,
     graphql_apq_max_bytes: Option<usize>,
+    graphql_max_date_format_length: Option<usize>,
+    graphql_max_string_length: Option<usize>,
+    graphql_default_page_size: Option<u32>,
+    graphql_max_page_size: Option<u32>,
+    graphql_max_response_bytes: Option<usize>,
 }
 
 /// Every environment name the gateway reads (the deploy checks compare against it).
@@ -224,6 +250,9 @@ pub const KNOWN_NAMES: &[&str] = &[
     "KAFKA_BROKERS",
     "PUBLIC_JWT_KEY_URL",
     "JWT_KEY_CACHE_SECONDS",
+    "PUBLIC_JWT_KEY_CA",
+    "JWT_ISSUER",
+    "JWT_AUDIENCE",
     "SHUTDOWN_DELAY",
     "SHUTDOWN_TIMEOUT",
     "SHUTDOWN_CLOSE_TIMEOUT",
@@ -236,6 +265,11 @@ pub const KNOWN_NAMES: &[&str] = &[
     "GRAPHQL_METRICS_MAX_OPERATIONS",
     "GRAPHQL_APQ_MAX_ENTRIES",
     "GRAPHQL_APQ_MAX_BYTES",
+    "GRAPHQL_MAX_DATE_FORMAT_LENGTH",
+    "GRAPHQL_MAX_STRING_LENGTH",
+    "GRAPHQL_DEFAULT_PAGE_SIZE",
+    "GRAPHQL_MAX_PAGE_SIZE",
+    "GRAPHQL_MAX_RESPONSE_BYTES",
 ];
 
 /// Seconds as a duration; `default` when unset, negative or not finite.
@@ -368,6 +402,9 @@ impl Settings {
             auth: AuthSettings {
                 key_url: raw.public_jwt_key_url.filter(|u| !u.is_empty()),
                 key_cache_ttl: secs(raw.jwt_key_cache_seconds, auth.key_cache_ttl),
+                key_ca_file: raw.public_jwt_key_ca.filter(|p| !p.as_os_str().is_empty()),
+                issuer: raw.jwt_issuer.filter(|v| !v.is_empty()),
+                audience: raw.jwt_audience.filter(|v| !v.is_empty()),
             },
             limits: LimitSettings {
                 max_body_bytes: raw.graphql_max_body_bytes.unwrap_or(limits.max_body_bytes),
@@ -382,6 +419,23 @@ impl Settings {
                     .graphql_apq_max_entries
                     .unwrap_or(limits.persisted_entries),
                 persisted_bytes: raw.graphql_apq_max_bytes.unwrap_or(limits.persisted_bytes),
+                arguments: ArgumentCaps {
+                    format_chars: raw
+                        .graphql_max_date_format_length
+                        .unwrap_or(limits.arguments.format_chars),
+                    string_chars: raw
+                        .graphql_max_string_length
+                        .unwrap_or(limits.arguments.string_chars),
+                    default_page: raw
+                        .graphql_default_page_size
+                        .unwrap_or(limits.arguments.default_page),
+                    max_page: raw
+                        .graphql_max_page_size
+                        .unwrap_or(limits.arguments.max_page),
+                },
+                max_response_bytes: raw
+                    .graphql_max_response_bytes
+                    .unwrap_or(limits.max_response_bytes),
             },
             shutdown: ShutdownSettings {
                 delay: secs(raw.shutdown_delay, shutdown.delay),

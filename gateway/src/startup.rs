@@ -144,6 +144,7 @@ impl Application {
                 depth: settings.limits.max_depth,
                 complexity: settings.limits.max_complexity,
             },
+            settings.limits.arguments,
             settings.production,
         );
         let pipeline = Arc::new(Pipeline::new(
@@ -156,6 +157,7 @@ impl Application {
                 max_operation_labels: settings.limits.max_operation_labels,
                 persisted_entries: settings.limits.persisted_entries,
                 persisted_bytes: settings.limits.persisted_bytes,
+                max_response_bytes: settings.limits.max_response_bytes,
             },
             Arc::clone(&metrics),
         ));
@@ -282,17 +284,21 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
         after_commit: Arc::new(|| {}),
     };
     let issuer = Arc::new(DevIssuer::generate(dev::default_users()).context("dev key")?);
-    let keys = match &settings.auth.key_url {
-        Some(url) => key_source(url, settings)?,
-        None => KeySource::fixed_pem(issuer.public_pem())?,
+    let (keys, dependencies) = match &settings.auth.key_url {
+        Some(url) => {
+            let keys = key_source(url, settings)?;
+            let held: Arc<dyn DependencyCheck> = Arc::new(KeysReady(keys.clone()));
+            (keys, vec![held])
+        }
+        None => (KeySource::fixed_pem(issuer.public_pem())?, Vec::new()),
     };
     tracing::warn!("embedded mode: in-memory demo data, dev tokens at /dev/token/{{username}}");
     Ok(Backends {
         stores,
         samplers: Vec::new(),
-        verifier: Verifier::new(keys, VerifierConfig::default()),
+        verifier: verifier(keys, settings),
         dev_issuer: Some(issuer),
-        dependencies: Vec::new(),
+        dependencies,
         closeables: Vec::new(),
     })
 }
@@ -300,9 +306,27 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
 fn key_source(url: &str, settings: &Settings) -> anyhow::Result<KeySource> {
     let mut config = KeySourceConfig::new(url);
     config.ttl = settings.auth.key_cache_ttl;
-    let source = KeySource::new(config)?;
+    if let Some(path) = &settings.auth.key_ca_file {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("PUBLIC_JWT_KEY_CA: reading {}", path.display()))?;
+        config.ca_pem = Some(pem);
+    }
+    let source = KeySource::new(config).context("PUBLIC_JWT_KEY_CA")?;
+    // The first fetch runs in the background: a key URL that is down at start-up
+    // leaves the gateway running and not ready (`KeysReady`) until one is held.
     source.spawn_refresher();
     Ok(source)
+}
+
+fn verifier(keys: KeySource, settings: &Settings) -> Verifier {
+    Verifier::new(
+        keys,
+        VerifierConfig {
+            issuer: settings.auth.issuer.clone(),
+            audience: settings.auth.audience.clone(),
+            ..VerifierConfig::default()
+        },
+    )
 }
 
 async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backends> {
@@ -338,6 +362,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
         .key_url
         .as_deref()
         .context("PUBLIC_JWT_KEY_URL")?;
+    let keys = key_source(url, settings)?;
     let stores = Stores {
         checkouts: Arc::clone(&mysql) as _,
         catalog: Arc::clone(&mongo) as _,
@@ -356,16 +381,39 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     Ok(Backends {
         stores,
         samplers: vec![sampler],
-        verifier: Verifier::new(key_source(url, settings)?, VerifierConfig::default()),
+        verifier: verifier(keys.clone(), settings),
         #[cfg(feature = "dev")]
         dev_issuer: None,
         dependencies: vec![
             Arc::new(MysqlReady(Arc::clone(&mysql))),
             Arc::new(MongoReady(Arc::clone(&mongo))),
+            Arc::new(KeysReady(keys)),
         ],
         // SPEC section 7's order: consumer, relay, producer flush, MySQL, MongoDB.
         closeables: vec![hub, relay, producer, mysql, mongo],
     })
+}
+
+/// Ready once a verification key is held: before that every authenticated request
+/// would fail (`AUTH_KEY_UNAVAILABLE`); after, an outage of the key URL is served
+/// from the last good key, so it no longer matters.
+struct KeysReady(KeySource);
+
+impl DependencyCheck for KeysReady {
+    fn name(&self) -> &str {
+        "jwt-key"
+    }
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        Box::pin(async move {
+            if self.0.has_keys().await {
+                Ok(())
+            } else {
+                Err("no verification key fetched yet from PUBLIC_JWT_KEY_URL".into())
+            }
+        })
+    }
 }
 
 struct MysqlReady(Arc<MysqlCheckouts>);

@@ -418,7 +418,16 @@ fn on_real_services_every_closeable_closes_in_order() {
     .map(|k| (*k, s.var(k).to_string()))
     .collect();
     let mut gw = Gateway::start(&env);
-    assert_eq!(status_of(&gw.url("/health/ready")), 200);
+    // Ready once its first JWT key is fetched (in the background, at start-up).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&gw.url("/health/ready")) != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready: {}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     gw.signal(Signal::SIGTERM);
     assert_eq!(gw.exit_code(), 0, "{}", gw.log());
     let log = gw.log();

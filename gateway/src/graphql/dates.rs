@@ -2,7 +2,7 @@
 //! IANA `timezone` and a `locale` (en, fr, de, es) on request.
 //!
 //! Hand-written because no crate formats Luxon's token language; the locale tables
-//! cover the locales the contract names, and unknown locales fall back to English.
+//! cover the locales the contract names; other locales are refused.
 
 use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Timelike, Utc};
 use chrono_tz::Tz;
@@ -16,6 +16,9 @@ pub enum DateError {
     /// An unterminated quoted literal in the format.
     #[error("unterminated literal in date format")]
     BadFormat,
+    /// Not a locale the gateway has names for.
+    #[error("unknown locale {0:?}: one of en, fr, de, es (optionally with a region, as fr-CA)")]
+    UnknownLocale(String),
 }
 
 struct Locale {
@@ -152,13 +155,27 @@ enum Lang {
 }
 
 impl Lang {
-    fn parse(locale: Option<&str>) -> Lang {
-        let tag = locale.unwrap_or("en").to_ascii_lowercase();
-        match tag.split(['-', '_']).next().unwrap_or("en") {
-            "fr" => Lang::Fr,
-            "de" => Lang::De,
-            "es" => Lang::Es,
-            _ => Lang::En,
+    /// A BCP 47 tag whose language is one the gateway has names for; anything else
+    /// is refused rather than answered in a language the caller did not ask for.
+    fn parse(locale: Option<&str>) -> Result<Lang, DateError> {
+        let Some(tag) = locale else {
+            return Ok(Lang::En);
+        };
+        let unknown = || DateError::UnknownLocale(tag.to_string());
+        let mut subtags = tag.split(['-', '_']);
+        let lang = match subtags.next().map(str::to_ascii_lowercase).as_deref() {
+            Some("en") => Lang::En,
+            Some("fr") => Lang::Fr,
+            Some("de") => Lang::De,
+            Some("es") => Lang::Es,
+            _ => return Err(unknown()),
+        };
+        let well_formed = subtags
+            .all(|s| (1..=8).contains(&s.len()) && s.chars().all(|c| c.is_ascii_alphanumeric()));
+        if well_formed {
+            Ok(lang)
+        } else {
+            Err(unknown())
         }
     }
 
@@ -179,6 +196,7 @@ pub fn format(
     timezone: Option<&str>,
     locale: Option<&str>,
 ) -> Result<String, DateError> {
+    let lang = Lang::parse(locale)?;
     let zone: Option<Tz> = match timezone {
         Some(name) => Some(
             name.parse()
@@ -196,7 +214,7 @@ pub fn format(
             Some(_) => local.format("%Y-%m-%dT%H:%M:%S%.3f%:z").to_string(),
         });
     };
-    render(&local, format, Lang::parse(locale))
+    render(&local, format, lang)
 }
 
 fn render(t: &DateTime<Tz>, format: &str, lang: Lang) -> Result<String, DateError> {
@@ -371,11 +389,15 @@ mod tests {
         assert_eq!(f("D", "fr"), "31/01/2000");
         assert_eq!(f("D", "de"), "31.1.2000");
         assert_eq!(f("MMMM", "es"), "enero");
-        assert_eq!(
-            f("MMMM", "xx"),
-            "January",
-            "unknown locales fall back to English"
-        );
+        assert_eq!(f("MMMM", "fr-CA"), "janvier");
+        assert_eq!(f("MMMM", "EN_us"), "January");
+        for unknown in ["xx", "it", "fr-", "fr-<script>", ""] {
+            assert_eq!(
+                format(&t(), Some("MMMM"), None, Some(unknown)),
+                Err(DateError::UnknownLocale(unknown.into())),
+                "{unknown:?}"
+            );
+        }
     }
 
     #[test]

@@ -36,20 +36,23 @@ impl Default for DocumentCache {
 
 impl DocumentCache {
     /// Gives `request` its parsed document: the cached parse of the same text, or a
-    /// new parse, cached when it succeeds. A syntax error is left for execution to
-    /// report, and never cached.
-    pub fn prepare(&self, request: &mut Request) {
+    /// new parse, cached when it succeeds; and returns it (`None` when it does not
+    /// parse: a syntax error is left for execution to report, and never cached).
+    pub fn prepare(&self, request: &mut Request) -> Option<Arc<ExecutableDocument>> {
         if request.query.len() > MAX_QUERY_BYTES {
-            return;
+            return request.parsed_query().ok().cloned().map(Arc::new);
         }
         let cached = self.lock().get(request.query.as_str()).cloned();
         match cached {
-            Some(document) => request.set_parsed_query(ExecutableDocument::clone(&document)),
+            Some(document) => {
+                request.set_parsed_query(ExecutableDocument::clone(&document));
+                Some(document)
+            }
             None => {
-                if let Ok(document) = request.parsed_query() {
-                    let document = Arc::new(document.clone());
-                    self.lock().put(request.query.clone(), document);
-                }
+                let document = Arc::new(request.parsed_query().ok()?.clone());
+                self.lock()
+                    .put(request.query.clone(), Arc::clone(&document));
+                Some(document)
             }
         }
     }

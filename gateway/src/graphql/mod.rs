@@ -1,5 +1,6 @@
 //! The GraphQL schema of SPEC section 2 and its resolvers.
 
+mod caps;
 pub mod context;
 pub mod dates;
 mod documents;
@@ -16,6 +17,7 @@ mod types;
 
 use async_graphql::Schema;
 
+pub use caps::ArgumentCaps;
 pub use context::{Stores, Viewer};
 pub use documents::DocumentCache;
 pub use limits::{AliasLimit, Limits};
@@ -30,9 +32,10 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// extension: with any, async-graphql runs every field and list item through the
 /// extension chain (about a fifth of a checkouts page's CPU, bench/RESULTS.md); the
 /// pipeline applies the alias limit to the parsed document instead.
-pub fn build(stores: Stores, limits: Limits, production: bool) -> AppSchema {
+pub fn build(stores: Stores, limits: Limits, caps: ArgumentCaps, production: bool) -> AppSchema {
     let builder = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(stores)
+        .data(caps)
         .register_output_type::<types::UserRole>()
         .limit_depth(limits.depth)
         .limit_complexity(limits.complexity);

@@ -4,6 +4,7 @@ use async_graphql::{Context, Object, Result};
 use auth_jwt::Role;
 use domain::CheckoutError;
 
+use super::caps::caps;
 use super::context::stores;
 use super::errors::{checkout, internal};
 use super::guards::RoleGuard;
@@ -24,6 +25,7 @@ impl MutationRoot {
         asset_upc: String,
         user_email: Email,
     ) -> Result<GqlCheckout> {
+        caps(ctx).string("assetUpc", Some(&asset_upc))?;
         let stores = stores(ctx)?;
         let (books, patron) = tokio::join!(
             stores
@@ -49,6 +51,7 @@ impl MutationRoot {
     /// LIBRARIAN.
     #[graphql(guard = "RoleGuard::new(Role::Librarian)")]
     async fn checkin_asset(&self, ctx: &Context<'_>, asset_upc: String) -> Result<GqlCheckout> {
+        caps(ctx).string("assetUpc", Some(&asset_upc))?;
         let stores = stores(ctx)?;
         let row = stores
             .checkouts

@@ -5,6 +5,7 @@ use auth_jwt::Role;
 use domain::{CheckoutFilter, Sort};
 use sha2::{Digest, Sha256};
 
+use super::caps::caps;
 use super::context::{stores, viewer};
 use super::errors::{coded, internal, not_authorized};
 use super::guards::RoleGuard;
@@ -19,12 +20,15 @@ fn bad_input(message: impl Into<String>) -> async_graphql::Error {
     coded(message, "BAD_USER_INPUT")
 }
 
-fn page_size(next: Option<i32>) -> Result<Option<u32>> {
-    match next {
-        None => Ok(None),
-        Some(n) if n >= 0 => Ok(Some(n as u32)),
-        Some(_) => Err(bad_input("next must not be negative")),
+/// Refuses a sort that names a field twice (the same order could otherwise be
+/// spelled many ways, each its own snapshot).
+fn distinct_fields(sort: &[Sort]) -> Result<()> {
+    for (i, s) in sort.iter().enumerate() {
+        if sort[..i].iter().any(|earlier| earlier.field == s.field) {
+            return Err(bad_input("sort names a field more than once"));
+        }
     }
+    Ok(())
 }
 
 #[Object]
@@ -43,6 +47,10 @@ impl QueryRoot {
         cursor: Option<String>,
         next: Option<i32>,
     ) -> Result<Option<Vec<Option<GqlCheckout>>>> {
+        let caps = caps(ctx);
+        caps.string("assetUpc", asset_upc.as_deref())?;
+        caps.string("cursor", cursor.as_deref())?;
+        let page = caps.page("next", next)?;
         let after = match &cursor {
             None => None,
             Some(c) => Some(
@@ -55,7 +63,7 @@ impl QueryRoot {
         };
         let rows = stores(ctx)?
             .checkouts
-            .list(&filter, after, page_size(next)?)
+            .list(&filter, after, Some(page))
             .await
             .map_err(|e| internal(&e))?;
         let related =
@@ -82,9 +90,13 @@ impl QueryRoot {
         next: Option<i32>,
         query_id: Option<ID>,
     ) -> Result<Option<Feed>> {
+        let caps = caps(ctx);
+        caps.string("assetUpc", asset_upc.as_deref())?;
+        caps.string("cursor", cursor.as_deref())?;
+        caps.string("queryId", query_id.as_ref().map(|i| i.as_str()))?;
+        let limit = Some(caps.page("next", next)?);
         let stores = stores(ctx)?;
         let owner = viewer(ctx).identity();
-        let limit = page_size(next)?;
         let after_id = match &cursor {
             None => None,
             Some(c) => Some(
@@ -101,6 +113,7 @@ impl QueryRoot {
             .into_iter()
             .map(Into::into)
             .collect();
+        distinct_fields(&sort)?;
         // A new query (no queryId, no cursor) takes a fresh snapshot; anything else
         // pages an existing one, which must be the caller's own.
         let fresh = query_id.is_none() && cursor.is_none();
@@ -161,6 +174,7 @@ impl QueryRoot {
         if v.0.is_none() {
             return Err(not_authorized());
         }
+        caps(ctx).string("id", id.as_ref().map(|i| i.as_str()))?;
         let catalog = &stores(ctx)?.catalog;
         let found = match (id, email) {
             (Some(id), _) => catalog.patron_by_id(&id).await,
@@ -188,7 +202,7 @@ impl QueryRoot {
         year_registered: Option<i32>,
         limit: Option<i32>,
     ) -> Result<Vec<Option<GqlPatron>>> {
-        let limit = page_size(limit)?;
+        let limit = Some(caps(ctx).page("limit", limit)?);
         let rows = stores(ctx)?
             .catalog
             .patrons(year_registered, limit)
@@ -208,6 +222,9 @@ impl QueryRoot {
         id: Option<ID>,
         isbn13: Option<String>,
     ) -> Result<Option<GqlBook>> {
+        let caps = caps(ctx);
+        caps.string("id", id.as_ref().map(|i| i.as_str()))?;
+        caps.string("isbn13", isbn13.as_deref())?;
         let catalog = &stores(ctx)?.catalog;
         let found = match (id, isbn13) {
             (Some(id), _) => catalog.book_by_id(&id).await,

@@ -8,6 +8,7 @@ use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, Result, S
 use auth_jwt::Role;
 use domain::{Book, BookCondition as Condition, BookCopy, Checkout, Patron};
 
+use super::caps::caps;
 use super::context::viewer;
 use super::dates;
 use super::errors::{coded, internal, invalid_email, not_authorized};
@@ -130,6 +131,19 @@ impl GqlCheckout {
     }
 }
 
+/// The date arguments' length caps, checked before any of them is read.
+fn date_arguments(
+    ctx: &Context<'_>,
+    format: &Option<String>,
+    timezone: &Option<String>,
+    locale: &Option<String>,
+) -> Result<()> {
+    let caps = caps(ctx);
+    caps.format(format.as_deref())?;
+    caps.string("timezone", timezone.as_deref())?;
+    caps.string("locale", locale.as_deref())
+}
+
 fn date_error(e: dates::DateError) -> async_graphql::Error {
     coded(e.to_string(), "BAD_USER_INPUT")
 }
@@ -150,10 +164,12 @@ impl GqlCheckout {
 
     async fn checkout_date(
         &self,
+        ctx: &Context<'_>,
         format: Option<String>,
         timezone: Option<String>,
         locale: Option<String>,
     ) -> Result<String> {
+        date_arguments(ctx, &format, &timezone, &locale)?;
         dates::format(
             &self.row.checkout_date,
             format.as_deref(),
@@ -165,10 +181,12 @@ impl GqlCheckout {
 
     async fn checkin_date(
         &self,
+        ctx: &Context<'_>,
         format: Option<String>,
         timezone: Option<String>,
         locale: Option<String>,
     ) -> Result<Option<String>> {
+        date_arguments(ctx, &format, &timezone, &locale)?;
         self.row
             .checkin_date
             .as_ref()

@@ -322,22 +322,9 @@ async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> 
         Some(Failure::Request) => StatusCode::BAD_REQUEST,
         Some(Failure::Timeout) => StatusCode::GATEWAY_TIMEOUT,
     };
-    let mut body = match serde_json::to_value(&executed.response) {
-        Ok(body) => body,
-        Err(_) => {
-            return error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the response could not be encoded",
-                "INTERNAL_SERVER_ERROR",
-            )
-        }
-    };
-    if graphql_response && executed.failure == Some(Failure::Request) {
-        // GraphQL over HTTP: a request that never executed has no `data` entry.
-        if let Some(fields) = body.as_object_mut() {
-            fields.remove("data");
-        }
-    }
+    // GraphQL over HTTP: a request that never executed has no `data` entry.
+    let with_data = !(graphql_response && executed.failure == Some(Failure::Request));
+    let body = state.pipeline.encode(&executed.response, with_data);
     let content_type = if graphql_response {
         "application/graphql-response+json"
     } else {
@@ -345,7 +332,7 @@ async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> 
     };
     HttpResponse::build(status)
         .content_type(content_type)
-        .json(body)
+        .body(body)
 }
 
 #[cfg(test)]

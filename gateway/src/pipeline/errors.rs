@@ -1,12 +1,14 @@
 //! The error policy every response goes through: each error ends with a code
 //! (resolvers attach theirs where they raise them; what async-graphql raises before
 //! execution gets its code from where it stopped, told by the document's state, not
-//! by message text), internal messages are masked in production, and a field whose
-//! resolver failed is present as `null` (GraphQL spec, "Handling Field Errors").
+//! by message text), internal messages are masked in production, and a failed
+//! field's `null` is placed as the GraphQL spec says (`nulls`).
 
 use std::time::Duration;
 
-use async_graphql::{ErrorExtensionValues, Name, PathSegment, Response, ServerError, Value};
+use async_graphql::{ErrorExtensionValues, PathSegment, Response, ServerError, Value};
+
+use super::nulls::Shape;
 
 /// Why an operation did not execute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,11 +32,13 @@ pub fn timeout_error(timeout: Duration) -> ServerError {
     error
 }
 
-/// Codes, masking and nulls for `response`; `parsed`: whether its document parsed.
+/// Codes, masking and nulls for `response`; `parsed`: whether its document parsed;
+/// `shape`: what places the nulls.
 pub fn finish(
     mut response: Response,
     parsed: bool,
     production: bool,
+    shape: Shape<'_>,
 ) -> (Response, Option<Failure>) {
     // Nothing executed: every error is about the request itself.
     let executed =
@@ -68,50 +72,15 @@ pub fn finish(
         }
     }
     if executed {
-        let paths: Vec<Vec<PathSegment>> = response
+        let paths: Vec<&[PathSegment]> = response
             .errors
             .iter()
             .filter(|e| !e.path.is_empty())
-            .map(|e| e.path.clone())
+            .map(|e| e.path.as_slice())
             .collect();
-        for path in &paths {
-            null_at(&mut response.data, path);
-        }
+        shape.propagate(&mut response.data, &paths);
     }
     (response, failure)
-}
-
-/// Makes the field at `path` present as `null` when execution left it out:
-/// async-graphql 7 drops a failed field from its object (`do_resolve_container`),
-/// where the GraphQL spec wants `null`. The nearest key on the path that is missing
-/// is the one made null. Right for nullable fields, the case of every authorization
-/// refusal; a failed non-null field should instead null its nearest nullable parent,
-/// which needs the field types along the path (not done yet).
-fn null_at(data: &mut Value, path: &[PathSegment]) {
-    let mut node = data;
-    for segment in path {
-        match (node, segment) {
-            (Value::Object(fields), PathSegment::Field(name)) => {
-                let key = Name::new(name);
-                if !fields.contains_key(&key) {
-                    fields.insert(key, Value::Null);
-                    return;
-                }
-                node = match fields.get_mut(name.as_str()) {
-                    Some(next) => next,
-                    None => return,
-                };
-            }
-            (Value::List(items), PathSegment::Index(i)) => {
-                node = match items.get_mut(*i) {
-                    Some(next) => next,
-                    None => return,
-                };
-            }
-            // Already null (propagated), or a shape the path does not fit.
-            _ => return,
-        }
-    }
 }
 
 /// Every error's `extensions.code`.
@@ -137,6 +106,7 @@ pub fn set_code(error: &mut ServerError, code: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::nulls::FieldTypes;
     use async_graphql::value;
 
     fn error_at(path: Vec<PathSegment>, code: Option<&str>) -> ServerError {
@@ -152,53 +122,53 @@ mod tests {
         PathSegment::Field(name.into())
     }
 
-    #[test]
-    fn a_failed_field_is_present_as_null() {
-        let mut response = Response::new(value!({"patron": {"firstName": "Averill"}}));
-        response.errors = vec![error_at(
-            vec![field("patron"), field("email")],
-            Some("NOT_AUTHORIZED"),
-        )];
-        let (response, failure) = finish(response, true, true);
-        assert_eq!(failure, None);
-        assert_eq!(
-            response.data,
-            value!({"patron": {"firstName": "Averill", "email": null}})
-        );
+    /// No document: each failed field is made null where it is.
+    fn unshaped(types: &FieldTypes) -> Shape<'_> {
+        Shape {
+            types,
+            document: None,
+            operation_name: None,
+        }
     }
 
     #[test]
-    fn a_failed_non_null_field_nulls_the_parent_left_out() {
-        // checkouts[1].patron (non-null) failed and async-graphql nulled the item:
-        // it stays as it is.
-        let mut response = Response::new(value!({"checkouts": [{"id": "1"}, null]}));
-        response.errors = vec![error_at(
-            vec![field("checkouts"), PathSegment::Index(1), field("patron")],
-            None,
-        )];
-        let (response, _) = finish(response, true, false);
-        assert_eq!(response.data, value!({"checkouts": [{"id": "1"}, null]}));
+    fn a_failed_field_gets_its_null_and_internal_errors_are_masked_in_production() {
+        let types = FieldTypes::default();
+        let response = || {
+            let mut response = Response::new(value!({"patron": {"firstName": "Averill"}}));
+            response.errors = vec![
+                error_at(
+                    vec![field("patron"), field("email")],
+                    Some("NOT_AUTHORIZED"),
+                ),
+                error_at(vec![field("patron"), field("phone")], None),
+            ];
+            response
+        };
+        let (production, failure) = finish(response(), true, true, unshaped(&types));
+        assert_eq!(failure, None);
         assert_eq!(
-            response.errors[0].message, "failed",
-            "unmasked outside production"
+            production.data,
+            value!({"patron": {"firstName": "Averill", "email": null, "phone": null}})
         );
-
-        let mut response = Response::new(value!({}));
-        response.errors = vec![error_at(vec![field("book"), field("title")], None)];
-        let (response, _) = finish(response, true, true);
-        assert_eq!(response.data, value!({"book": null}));
-        assert_eq!(response.errors[0].message, "Internal server error");
-        assert_eq!(codes(&response), ["INTERNAL_SERVER_ERROR"]);
+        assert_eq!(
+            codes(&production),
+            ["NOT_AUTHORIZED", "INTERNAL_SERVER_ERROR"]
+        );
+        assert_eq!(production.errors[1].message, "Internal server error");
+        let (development, _) = finish(response(), true, false, unshaped(&types));
+        assert_eq!(development.errors[1].message, "failed");
     }
 
     #[test]
     fn request_failures_are_told_by_where_they_stopped() {
         let unparsed = Response::from_errors(vec![ServerError::new(" --> 1:3 ...", None)]);
-        let (r, failure) = finish(unparsed, false, true);
+        let types = FieldTypes::default();
+        let (r, failure) = finish(unparsed, false, true, unshaped(&types));
         assert_eq!(failure, Some(Failure::Request));
         assert_eq!(codes(&r), ["GRAPHQL_PARSE_FAILED"]);
         let invalid = Response::from_errors(vec![ServerError::new("Unknown field", None)]);
-        let (r, failure) = finish(invalid, true, true);
+        let (r, failure) = finish(invalid, true, true, unshaped(&types));
         assert_eq!(failure, Some(Failure::Request));
         assert_eq!(codes(&r), ["GRAPHQL_VALIDATION_FAILED"]);
     }

@@ -6,14 +6,16 @@
 //! timeout, error codes and production masking, nulls where fields failed, and the
 //! metrics with bounded labels.
 
+mod encode;
 mod errors;
+mod nulls;
 mod operations;
 mod persisted;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_graphql::parser::types::OperationType;
+use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Data, Request, Response};
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -22,9 +24,25 @@ use crate::graphql::loaders::LoaderScope;
 use crate::graphql::{AliasLimit, AppSchema, DocumentCache, Stores, Viewer};
 use crate::http::Metrics;
 pub use errors::Failure;
+use nulls::{FieldTypes, Shape};
 pub use operations::OperationLabels;
 use persisted::PersistedError;
 pub use persisted::PersistedQueries;
+
+/// An admitted operation: what its responses are finished and labelled by.
+struct Ran {
+    label: &'static str,
+    parsed: bool,
+    document: Option<Arc<ExecutableDocument>>,
+    operation_name: Option<String>,
+}
+
+/// An operation refused before it ran, already finished.
+struct Refused {
+    response: Response,
+    failure: Option<Failure>,
+    label: &'static str,
+}
 
 /// What the pipeline needs besides the schema.
 pub struct PipelineConfig {
@@ -40,6 +58,8 @@ pub struct PipelineConfig {
     pub persisted_entries: usize,
     /// Their text, at most, in bytes (`GRAPHQL_APQ_MAX_BYTES`).
     pub persisted_bytes: usize,
+    /// The largest reply to one operation (`GRAPHQL_MAX_RESPONSE_BYTES`).
+    pub max_response_bytes: usize,
 }
 
 /// The pipeline; shared by every transport.
@@ -51,6 +71,7 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     labels: OperationLabels,
     persisted: PersistedQueries,
+    field_types: FieldTypes,
 }
 
 /// One executed query or mutation.
@@ -71,6 +92,7 @@ impl Pipeline {
     ) -> Self {
         let labels = OperationLabels::new(config.max_operation_labels);
         let persisted = PersistedQueries::new(config.persisted_entries, config.persisted_bytes);
+        let schema_sdl = schema.sdl();
         Pipeline {
             schema,
             stores,
@@ -79,6 +101,7 @@ impl Pipeline {
             metrics,
             labels,
             persisted,
+            field_types: FieldTypes::from_sdl(&schema_sdl),
         }
     }
 
@@ -91,31 +114,21 @@ impl Pipeline {
     }
 
     /// Runs a query or mutation for `viewer`.
-    pub async fn execute(&self, mut request: Request, viewer: Viewer) -> Executed {
+    pub async fn execute(&self, request: Request, viewer: Viewer) -> Executed {
         let started = Instant::now();
-        if let Err(e) = self.persisted.resolve(&mut request) {
-            let response = persisted_error(&e);
-            self.observe("other", started, &response);
-            let failure = (e != PersistedError::NotFound).then_some(Failure::Request);
-            return Executed { response, failure };
-        }
-        self.documents.prepare(&mut request);
-        let label = self.labels.label_for(&mut request);
-        let parsed = request.parsed_query().is_ok();
-        let response = match self.config.aliases.check(&mut request) {
-            Err(refused) => Response::from_errors(vec![refused]),
-            Ok(()) => {
-                let request = self.with_context(request, viewer);
-                match tokio::time::timeout(self.config.timeout, self.schema.execute(request)).await
-                {
-                    Ok(response) => response,
-                    // Dropping the execution cancels its data-source calls.
-                    Err(_) => return self.timed_out(label, started),
-                }
-            }
+        let (request, ran) = match self.admit(request) {
+            Ok(admitted) => admitted,
+            Err(refused) => return self.refused(*refused, started),
         };
-        let (response, failure) = errors::finish(response, parsed, self.config.production);
-        self.observe(label, started, &response);
+        let request = self.with_context(request, viewer);
+        let response =
+            match tokio::time::timeout(self.config.timeout, self.schema.execute(request)).await {
+                Ok(response) => response,
+                // Dropping the execution cancels its data-source calls.
+                Err(_) => return self.timed_out(ran.label, started),
+            };
+        let (response, failure) = self.finish(response, &ran);
+        self.observe(ran.label, started, &response);
         Executed { response, failure }
     }
 
@@ -124,22 +137,17 @@ impl Pipeline {
     /// comes from the request's header or the WebSocket's `connection_init`.
     pub fn stream(
         self: &Arc<Self>,
-        mut request: Request,
+        request: Request,
         viewer: Viewer,
     ) -> BoxStream<'static, Response> {
         let started = Instant::now();
-        self.documents.prepare(&mut request);
-        let label = self.labels.label_for(&mut request);
-        let parsed = request.parsed_query().is_ok();
-        if let Err(refused) = self.config.aliases.check(&mut request) {
-            let (response, _) = errors::finish(
-                Response::from_errors(vec![refused]),
-                parsed,
-                self.config.production,
-            );
-            self.observe(label, started, &response);
-            return futures::stream::once(async move { response }).boxed();
-        }
+        let (mut request, ran) = match self.admit(request) {
+            Ok(admitted) => admitted,
+            Err(refused) => {
+                let response = self.refused(*refused, started).response;
+                return futures::stream::once(async move { response }).boxed();
+            }
+        };
         let is_subscription = matches!(
             operations::selected(&mut request),
             Some((OperationType::Subscription, _))
@@ -167,15 +175,85 @@ impl Pipeline {
         let mut first = true;
         responses
             .map(move |response| {
-                let (response, _) = errors::finish(response, parsed, pipeline.config.production);
+                let (mut response, _) = pipeline.finish(response, &ran);
+                // Subscription events are one checkout each, bounded by the argument
+                // caps; a query's or mutation's reply is checked like over HTTP.
+                let max = pipeline.config.max_response_bytes;
+                if !is_subscription && !encode::fits(&response, max) {
+                    response = encode::too_large(&encode::TooLarge { max });
+                }
                 if std::mem::take(&mut first) {
-                    pipeline.observe(label, started, &response);
+                    pipeline.observe(ran.label, started, &response);
                 } else {
                     pipeline.metrics.observe_errors(&errors::codes(&response));
                 }
                 response
             })
             .boxed()
+    }
+
+    /// `response` as JSON (without `data` unless `with_data`), within
+    /// `GRAPHQL_MAX_RESPONSE_BYTES`: past it, the `RESPONSE_TOO_LARGE` error's.
+    pub fn encode(&self, response: &Response, with_data: bool) -> Vec<u8> {
+        let max = self.config.max_response_bytes;
+        match encode::encode(response, with_data, max) {
+            Ok(json) => json,
+            Err(e) => {
+                self.metrics
+                    .observe_errors(&["RESPONSE_TOO_LARGE".to_string()]);
+                let refusal = encode::too_large(&e);
+                // A few hundred bytes: within any cap worth setting.
+                serde_json::to_vec(&refusal).unwrap_or_default()
+            }
+        }
+    }
+
+    /// What every operation goes through before it may run, on every transport:
+    /// its persisted query resolved, its document parsed once, its metric label
+    /// chosen, the alias limit.
+    fn admit(&self, mut request: Request) -> Result<(Request, Ran), Box<Refused>> {
+        if let Err(e) = self.persisted.resolve(&mut request) {
+            return Err(Box::new(Refused {
+                response: persisted_error(&e),
+                failure: (e != PersistedError::NotFound).then_some(Failure::Request),
+                label: operations::OTHER,
+            }));
+        }
+        let document = self.documents.prepare(&mut request);
+        let label = self.labels.label_for(&mut request);
+        let ran = Ran {
+            label,
+            parsed: document.is_some(),
+            document,
+            operation_name: request.operation_name.clone(),
+        };
+        if let Err(refused) = self.config.aliases.check(&mut request) {
+            let (response, failure) = self.finish(Response::from_errors(vec![refused]), &ran);
+            return Err(Box::new(Refused {
+                response,
+                failure,
+                label,
+            }));
+        }
+        Ok((request, ran))
+    }
+
+    /// The error policy for a response of the operation `ran`.
+    fn finish(&self, response: Response, ran: &Ran) -> (Response, Option<Failure>) {
+        let shape = Shape {
+            types: &self.field_types,
+            document: ran.document.as_deref(),
+            operation_name: ran.operation_name.as_deref(),
+        };
+        errors::finish(response, ran.parsed, self.config.production, shape)
+    }
+
+    fn refused(&self, refused: Refused, started: Instant) -> Executed {
+        self.observe(refused.label, started, &refused.response);
+        Executed {
+            response: refused.response,
+            failure: refused.failure,
+        }
     }
 
     /// The request with what resolvers reach per operation: the caller and loaders.

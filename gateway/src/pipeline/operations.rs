@@ -6,30 +6,40 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType,
+};
 use async_graphql::Request;
 
 /// Label of operations with no name.
 const ANONYMOUS: &str = "anonymous";
 /// Label of everything past the bound, and of names that are not plain identifiers.
-const OTHER: &str = "other";
+pub const OTHER: &str = "other";
 
 /// The operation `request` selects: its type and name (`None` for an anonymous one),
 /// or `None` when the document does not parse or holds no such operation.
 pub fn selected(request: &mut Request) -> Option<(OperationType, Option<String>)> {
     let wanted = request.operation_name.clone();
     let document = request.parsed_query().ok()?;
-    match (&document.operations, wanted) {
-        (DocumentOperations::Single(op), None) => Some((op.node.ty, None)),
+    operation(document, wanted.as_deref()).map(|(op, name)| (op.ty, name.map(str::to_owned)))
+}
+
+/// The operation of `document` that `name` selects, as execution chose it.
+pub fn operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<(&'a OperationDefinition, Option<&'a str>)> {
+    match (&document.operations, name) {
+        (DocumentOperations::Single(op), None) => Some((&op.node, None)),
         (DocumentOperations::Single(_), Some(_)) => None,
         (DocumentOperations::Multiple(ops), Some(name)) => {
-            let op = ops.get(name.as_str())?;
-            Some((op.node.ty, Some(name)))
+            let (name, op) = ops.get_key_value(name)?;
+            Some((&op.node, Some(name.as_str())))
         }
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
             .iter()
             .next()
-            .map(|(name, op)| (op.node.ty, Some(name.to_string()))),
+            .map(|(name, op)| (&op.node, Some(name.as_str()))),
         (DocumentOperations::Multiple(_), None) => None,
     }
 }

@@ -137,6 +137,7 @@ impl TestApp {
             (Some(SqlServer::Mysql), "9000000032") => "9000000029",
             (Some(SqlServer::Mysql), "9000000022") => "9000000017",
             (Some(SqlServer::Mysql), "9000000023") => "9000000018",
+            (Some(SqlServer::Mysql), "9000000033") => "9000000034",
             _ => upc,
         }
     }

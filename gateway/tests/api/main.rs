@@ -1,7 +1,9 @@
 //! The gateway's contract over real HTTP and WebSocket, run three times: on the
 //! embedded stores, and on the harness's real services with MariaDB and with MySQL.
 
+mod clients;
 mod contract;
 mod helpers;
+mod hostile;
 mod pipeline;
 mod subscriptions;

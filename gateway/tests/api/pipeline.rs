@@ -49,6 +49,18 @@ async fn failed_fields_are_present_as_null(app: &TestApp) {
     assert_eq!(present(&body, "/data/patron"), &Value::Null);
     assert!(present(&body, "/data/books").is_array());
     assert_eq!(codes(&body), ["NOT_AUTHORIZED"]);
+
+    // A failed non-null field (`checkoutDate: String!`, here under an alias) nulls
+    // its nearest nullable parent: the list item `CheckOut`, not the whole list.
+    let q = r#"{ checkouts(next: 2) { id when: checkoutDate(format: "DDD", locale: "it") } }"#;
+    let body = app.as_user("user3", q, json!({})).await;
+    assert_eq!(
+        present(&body, "/data/checkouts"),
+        &json!([null, null]),
+        "{body}"
+    );
+    assert_eq!(codes(&body), ["BAD_USER_INPUT", "BAD_USER_INPUT"]);
+    assert_eq!(body["errors"][0]["path"], json!(["checkouts", 0, "when"]));
 }
 contract!(failed_fields_are_present_as_null);
 
