@@ -627,3 +627,74 @@ async fn a_cached_verification_never_outlives_the_token() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(matches!(verifier.verify(&t).await, Err(AuthError::Expired)));
 }
+
+/// An https key server whose certificate (for 127.0.0.1) a private CA signed; returns
+/// its URL and that CA's PEM. It answers every connection with `pem`.
+async fn https_key_server(pem: String) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, pem) = (acceptor.clone(), pem.clone());
+            tokio::spawn(async move {
+                // A client that refuses the certificate ends the handshake here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = [0u8; 4096];
+                let _ = tls.read(&mut request).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{pem}",
+                    pem.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (format!("https://127.0.0.1:{port}/key"), ca.pem())
+}
+
+#[tokio::test]
+async fn an_https_key_url_is_trusted_through_its_configured_ca_only() {
+    let (url, ca_pem) = https_key_server(issuer_a().public_pem().to_string()).await;
+    let t = token(issuer_a(), "user3");
+    let verifier = |ca: Option<&str>| {
+        let mut config = KeySourceConfig::new(&url);
+        config.ca_pem = ca.map(|pem| pem.as_bytes().to_vec());
+        Verifier::new(KeySource::new(config).unwrap(), VerifierConfig::default())
+    };
+    let err = verifier(None).verify(&t).await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::KeyUnavailable(_)),
+        "a CA the public web does not know: {err:?}"
+    );
+    let user = verifier(Some(&ca_pem))
+        .verify(&t)
+        .await
+        .expect("trusted through PUBLIC_JWT_KEY_CA");
+    assert_eq!(user.sub, "12347");
+}
