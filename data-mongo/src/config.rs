@@ -21,6 +21,9 @@ pub struct MongoConfig {
     pub server_selection_timeout: Duration,
     /// `checkoutFeed` snapshot lifetime, enforced by a TTL index (24 h).
     pub snapshot_ttl: Duration,
+    /// Snapshot entries per stored chunk (1,000: about 100 KiB, far inside
+    /// MongoDB's 16 MiB document limit, and two chunks cover any page).
+    pub snapshot_chunk_rows: usize,
 }
 
 impl MongoConfig {
@@ -34,6 +37,7 @@ impl MongoConfig {
             pool_size: 10,
             server_selection_timeout: Duration::from_secs(5),
             snapshot_ttl: Duration::from_secs(24 * 60 * 60),
+            snapshot_chunk_rows: 1000,
         }
     }
 

@@ -1,17 +1,27 @@
-//! `checkoutFeed` snapshots in `querycache`: one document per snapshot holding the
-//! entry ids (to find a cursor) and the entries (sliced server-side with `$slice`),
-//! expired by a TTL index on `created_at`.
+//! `checkoutFeed` snapshots, stored in bounded chunks so that any snapshot fits a
+//! real MongoDB (16 MiB per document): a head in `querycache` (owner, creation
+//! time, total, and the generation its chunks belong to) and the entries in
+//! `querycache_chunks`, `snapshot_chunk_rows` per document with their ids (to find
+//! a cursor). Replacing a snapshot writes a new generation's chunks, then swaps the
+//! head, then deletes the generation the head named before: a reader never sees a
+//! mix, and two concurrent replacements never delete each other's chunks. Both
+//! collections expire by TTL indexes on `created_at`.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bson::oid::ObjectId;
 use bson::{doc, Bson, DateTime as BsonDate, Document};
-use domain::{page_range, page_start, Checkout, SnapshotPage, SnapshotStore, StoreError};
-use mongodb::options::IndexOptions;
+use domain::{page_range, Checkout, SnapshotPage, SnapshotStore, StoreError};
+use futures::TryStreamExt;
+use mongodb::options::{IndexOptions, ReturnDocument};
 use mongodb::{Collection, IndexModel};
 
 use crate::error::store_error;
 use crate::{Error, MongoCatalog};
+
+/// The chunk collection.
+const CHUNKS: &str = "querycache_chunks";
 
 fn entry_doc(c: &Checkout) -> Document {
     doc! {
@@ -38,19 +48,37 @@ impl MongoCatalog {
         Ok(self.database()?.collection("querycache"))
     }
 
-    /// The TTL index; when it exists with another lifetime, `collMod` updates it.
+    fn chunks(&self) -> Result<Collection<Document>, StoreError> {
+        Ok(self.database()?.collection(CHUNKS))
+    }
+
+    /// The TTL indexes (when one exists with another lifetime, `collMod` updates
+    /// it) and the chunks' lookup index.
     pub(crate) async fn ensure_snapshot_ttl(&self) -> Result<(), Error> {
+        for collection in ["querycache", CHUNKS] {
+            self.ensure_ttl(collection).await?;
+        }
+        let by_generation = IndexModel::builder().keys(doc! {"gen": 1, "n": 1}).build();
+        self.chunks()?
+            .create_index(by_generation)
+            .await
+            .map(drop)
+            .map_err(Error::Command)
+    }
+
+    async fn ensure_ttl(&self, collection: &str) -> Result<(), Error> {
         let ttl = self.snapshot_ttl;
         let index = IndexModel::builder()
             .keys(doc! {"created_at": 1})
             .options(IndexOptions::builder().expire_after(ttl).build())
             .build();
-        match self.querycache()?.create_index(index).await {
+        let database = self.database()?;
+        match database.collection::<Document>(collection).create_index(index).await {
             Ok(_) => Ok(()),
             Err(e) if matches!(*e.kind, mongodb::error::ErrorKind::Command(ref c) if c.code == 85 || c.code == 86) => {
-                self.database()?
+                database
                     .run_command(doc! {
-                        "collMod": "querycache",
+                        "collMod": collection,
                         "index": { "keyPattern": {"created_at": 1}, "expireAfterSeconds": ttl.as_secs() as i64 },
                     })
                     .await
@@ -70,24 +98,53 @@ impl MongoCatalog {
 #[async_trait]
 impl SnapshotStore for MongoCatalog {
     async fn save(&self, query_id: &str, owner: &str, rows: &[Checkout]) -> Result<(), StoreError> {
-        let ids: Vec<i32> = rows.iter().map(|c| c.id).collect();
-        let entries: Vec<Bson> = rows.iter().map(|c| Bson::Document(entry_doc(c))).collect();
-        self.querycache()?
-            .replace_one(
+        let generation = ObjectId::new().to_hex();
+        let created = BsonDate::now();
+        let per_chunk = self.snapshot_chunk_rows.max(1);
+        let chunks: Vec<Document> = rows
+            .chunks(per_chunk)
+            .enumerate()
+            .map(|(n, part)| {
+                doc! {
+                    "gen": &generation,
+                    "n": n as i64,
+                    "created_at": created,
+                    "ids": part.iter().map(|c| c.id).collect::<Vec<i32>>(),
+                    "entries": part.iter().map(|c| Bson::Document(entry_doc(c))).collect::<Vec<Bson>>(),
+                }
+            })
+            .collect();
+        if !chunks.is_empty() {
+            self.chunks()?
+                .insert_many(chunks)
+                .await
+                .map_err(store_error)?;
+        }
+        let previous = self
+            .querycache()?
+            .find_one_and_replace(
                 doc! {"_id": query_id},
                 doc! {
                     "_id": query_id,
                     "owner": owner,
-                    "created_at": BsonDate::now(),
-                    "total": ids.len() as i64,
-                    "ids": ids,
-                    "entries": entries,
+                    "created_at": created,
+                    "total": rows.len() as i64,
+                    "gen": &generation,
+                    "chunk_rows": per_chunk as i64,
                 },
             )
             .upsert(true)
+            .return_document(ReturnDocument::Before)
+            .projection(doc! {"gen": 1})
             .await
-            .map(drop)
-            .map_err(store_error)
+            .map_err(store_error)?;
+        if let Some(old) = previous.as_ref().and_then(|d| d.get_str("gen").ok()) {
+            self.chunks()?
+                .delete_many(doc! {"gen": old})
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
     }
 
     async fn page(
@@ -97,53 +154,100 @@ impl SnapshotStore for MongoCatalog {
         after_id: Option<i32>,
         limit: Option<u32>,
     ) -> Result<Option<SnapshotPage>, StoreError> {
-        let filter = doc! {"_id": query_id, "owner": owner};
         let Some(head) = self
             .querycache()?
-            .find_one(filter.clone())
-            .projection(doc! {"ids": 1, "created_at": 1})
+            .find_one(doc! {"_id": query_id, "owner": owner})
             .await
             .map_err(store_error)?
         else {
             return Ok(None);
         };
-        if self.expired(head.get_datetime("created_at").ok().copied()) {
+        let created = head.get_datetime("created_at").ok().copied();
+        let age = created
+            .and_then(|c| (chrono::Utc::now() - c.to_chrono()).to_std().ok())
+            .unwrap_or(Duration::ZERO);
+        // A head without a generation is an older format's: taken again.
+        let (Some(created), Ok(generation)) = (created, head.get_str("gen")) else {
+            return Ok(None);
+        };
+        if self.expired(Some(created)) {
             return Ok(None);
         }
-        let ids: Vec<i32> = head
-            .get_array("ids")
-            .map(|a| a.iter().filter_map(Bson::as_i32).collect())
-            .unwrap_or_default();
-        let total = ids.len();
-        let start = page_start(ids, after_id);
-        let count = page_range(start, limit, total).len();
-        if count == 0 {
-            return Ok(Some(SnapshotPage {
-                entries: Vec::new(),
-                start,
-                total,
-            }));
-        }
-        let body = self
-            .querycache()?
-            .find_one(filter)
-            .projection(doc! {"entries": {"$slice": [start as i64, count as i64]}, "ids": 0})
-            .await
-            .map_err(store_error)?;
-        let entries = body
-            .as_ref()
-            .and_then(|d| d.get_array("entries").ok())
-            .map(|a| {
-                a.iter()
-                    .filter_map(Bson::as_document)
-                    .filter_map(entry)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let total = head.get_i64("total").unwrap_or(0).max(0) as usize;
+        let per_chunk = head.get_i64("chunk_rows").unwrap_or(1).max(1) as usize;
+        let start = match after_id {
+            None => 0,
+            Some(id) => self
+                .position(generation, id, per_chunk)
+                .await?
+                .map_or(total, |at| at + 1),
+        };
+        let range = page_range(start, limit, total);
+        let entries = if range.is_empty() {
+            Vec::new()
+        } else {
+            self.entries(generation, range.clone(), per_chunk).await?
+        };
         Ok(Some(SnapshotPage {
             entries,
             start,
             total,
+            age,
         }))
+    }
+}
+
+impl MongoCatalog {
+    /// Where entry `id` sits in the snapshot of `generation`, if it is in it.
+    async fn position(
+        &self,
+        generation: &str,
+        id: i32,
+        per_chunk: usize,
+    ) -> Result<Option<usize>, StoreError> {
+        let chunk = self
+            .chunks()?
+            .find_one(doc! {"gen": generation, "ids": id})
+            .projection(doc! {"n": 1, "ids": 1})
+            .await
+            .map_err(store_error)?;
+        Ok(chunk.and_then(|c| {
+            let n = c.get_i64("n").ok()? as usize;
+            let ids = c.get_array("ids").ok()?;
+            let i = ids.iter().position(|v| v.as_i32() == Some(id))?;
+            Some(n * per_chunk + i)
+        }))
+    }
+
+    /// The entries in `range` of the snapshot of `generation`: from the one or
+    /// few chunks that hold them.
+    async fn entries(
+        &self,
+        generation: &str,
+        range: std::ops::Range<usize>,
+        per_chunk: usize,
+    ) -> Result<Vec<Checkout>, StoreError> {
+        let first = range.start / per_chunk;
+        let last = (range.end - 1) / per_chunk;
+        let chunks: Vec<Document> = self
+            .chunks()?
+            .find(doc! {"gen": generation, "n": {"$gte": first as i64, "$lte": last as i64}})
+            .sort(doc! {"n": 1})
+            .projection(doc! {"entries": 1})
+            .await
+            .map_err(store_error)?
+            .try_collect()
+            .await
+            .map_err(store_error)?;
+        let skip = range.start - first * per_chunk;
+        Ok(chunks
+            .iter()
+            .filter_map(|c| c.get_array("entries").ok())
+            .flatten()
+            .filter_map(Bson::as_document)
+            .filter_map(entry)
+            .skip(skip)
+            .take(range.len())
+            .collect())
     }
 }

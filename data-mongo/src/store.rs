@@ -22,6 +22,7 @@ const GRACEFUL_CLOSE: Duration = Duration::from_secs(3);
 pub struct MongoCatalog {
     clients: Clients,
     pub(crate) snapshot_ttl: Duration,
+    pub(crate) snapshot_chunk_rows: usize,
 }
 
 impl MongoCatalog {
@@ -58,6 +59,7 @@ impl MongoCatalog {
         let catalog = MongoCatalog {
             clients: Clients::new(options, &config.database).map_err(Error::Config)?,
             snapshot_ttl: config.snapshot_ttl,
+            snapshot_chunk_rows: config.snapshot_chunk_rows,
         };
         catalog.ensure_indexes().await?;
         Ok(catalog)

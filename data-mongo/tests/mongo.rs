@@ -207,9 +207,25 @@ mod snapshots {
             .collect()
     }
 
+    /// Chunks of 7 entries: pages of 10 cross chunk boundaries.
+    async fn chunked() -> MongoCatalog {
+        let mut cfg = config();
+        cfg.snapshot_chunk_rows = 7;
+        MongoCatalog::connect(&cfg).await.unwrap()
+    }
+
+    async fn stored_chunks(c: &MongoCatalog) -> u64 {
+        c.database()
+            .unwrap()
+            .collection::<bson::Document>("querycache_chunks")
+            .count_documents(bson::doc! {})
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn pages_are_sliced_by_cursor_and_owned() {
-        let c = MongoCatalog::connect(&config()).await.unwrap();
+        let c = chunked().await;
         let all = rows(25);
         c.save("q1", "sub:1", &all).await.unwrap();
         let first = c
@@ -238,22 +254,71 @@ mod snapshots {
             .unwrap()
             .unwrap();
         assert!(past.entries.is_empty() && past.start == 25);
+        let unknown = c
+            .page("q1", "sub:1", Some(12345), Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(unknown.entries.is_empty() && unknown.start == 25);
+        assert_eq!(stored_chunks(&c).await, 4, "25 entries in chunks of 7");
         assert_eq!(
             c.page("q1", "sub:2", None, Some(10)).await.unwrap(),
             None,
             "not the owner"
         );
         assert_eq!(c.page("nope", "sub:1", None, None).await.unwrap(), None);
-        // Saving again replaces the snapshot.
+        // Saving again replaces the snapshot, and its old chunks go.
         c.save("q1", "sub:1", &all[..3]).await.unwrap();
+        let replaced = c.page("q1", "sub:1", None, None).await.unwrap().unwrap();
         assert_eq!(
-            c.page("q1", "sub:1", None, None)
-                .await
-                .unwrap()
-                .unwrap()
-                .total,
-            3
+            (replaced.total, replaced.entries.as_slice()),
+            (3, &all[..3])
         );
+        assert_eq!(stored_chunks(&c).await, 1);
+        // Empty snapshots have a head and no chunk.
+        c.save("q2", "sub:1", &[]).await.unwrap();
+        let empty = c
+            .page("q2", "sub:1", None, Some(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((empty.total, empty.entries.len()), (0, 0));
+        c.drop_database().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn concurrent_replacements_leave_one_whole_snapshot() {
+        let c = chunked().await;
+        let (a, b) = (rows(20), rows(30));
+        let (ra, rb) = tokio::join!(c.save("q", "me", &a), c.save("q", "me", &b));
+        ra.unwrap();
+        rb.unwrap();
+        let page = c.page("q", "me", None, None).await.unwrap().unwrap();
+        let expected = if page.total == 20 { &a } else { &b };
+        assert_eq!(&page.entries, expected, "one generation, whole");
+        assert_eq!(stored_chunks(&c).await, expected.len().div_ceil(7) as u64);
+        c.drop_database().await.unwrap();
+    }
+
+    /// A snapshot past MongoDB's 16 MiB document limit, had it been one document.
+    #[tokio::test]
+    async fn a_snapshot_larger_than_one_document_may_be_is_stored_and_paged() {
+        let c = MongoCatalog::connect(&config()).await.unwrap();
+        let all = rows(160_000);
+        let one_document: usize = all
+            .iter()
+            .map(|r| r.user_email.len() + r.asset_upc.len() + 90)
+            .sum();
+        assert!(one_document > 16 * 1024 * 1024, "{one_document} bytes");
+        c.save("big", "me", &all).await.unwrap();
+        let last_id = all[149_999].id;
+        let page = c
+            .page("big", "me", Some(last_id), Some(1000))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((page.start, page.total), (150_000, 160_000));
+        assert_eq!(page.entries, all[150_000..151_000]);
         c.drop_database().await.unwrap();
     }
 

@@ -174,6 +174,7 @@ impl CheckoutStore for MysqlCheckouts {
         &self,
         filter: &CheckoutFilter,
         sort: &[Sort],
+        limit: u32,
     ) -> Result<Vec<Checkout>, StoreError> {
         let mut q = filtered(filter).order(dsl::row_id.asc());
         // `order` replaces, `then_order_by` appends: build the key list, then id last.
@@ -203,7 +204,7 @@ impl CheckoutStore for MysqlCheckouts {
             }
             q = q.then_order_by(dsl::row_id.asc());
         }
-        self.load(q).await
+        self.load(q.limit(i64::from(limit))).await
     }
 
     async fn by_id(&self, id: i32) -> Result<Option<Checkout>, StoreError> {

@@ -86,7 +86,10 @@ async fn every_string_filter_is_a_parameter(server: SqlServer) {
             user_email: None,
             asset_upc: Some(h.into()),
         };
-        assert!(store.list_sorted(&f, &[]).await.unwrap().is_empty(), "{h}");
+        assert!(
+            store.list_sorted(&f, &[], 1000).await.unwrap().is_empty(),
+            "{h}"
+        );
         assert!(store
             .by_assets(&[h.into()], false)
             .await
@@ -146,14 +149,20 @@ async fn feed_sorting_uses_every_key_then_id(server: SqlServer) {
             descending: false,
         },
     ];
-    let rows = store.list_sorted(&all(), &sort).await.unwrap();
+    let rows = store.list_sorted(&all(), &sort, 1000).await.unwrap();
     assert_eq!(rows.len(), 421);
     assert!(rows.windows(2).all(|w| {
         w[0].asset_upc > w[1].asset_upc
             || (w[0].asset_upc == w[1].asset_upc && w[0].checkout_date <= w[1].checkout_date)
     }));
-    let by_id = store.list_sorted(&all(), &[]).await.unwrap();
+    let by_id = store.list_sorted(&all(), &[], 1000).await.unwrap();
     assert!(by_id.windows(2).all(|w| w[0].id < w[1].id));
+    let first = store.list_sorted(&all(), &sort, 10).await.unwrap();
+    assert_eq!(
+        first,
+        rows[..10],
+        "the limit keeps the first rows of the order"
+    );
 }
 
 async fn datetimes_round_trip_exactly_as_utc(server: SqlServer) {

@@ -127,11 +127,13 @@ pub trait CheckoutStore: Send + Sync {
         limit: Option<u32>,
     ) -> Result<Vec<Checkout>, StoreError>;
 
-    /// `checkoutFeed`'s snapshot: every filtered row in `sort` order (id breaks ties).
+    /// `checkoutFeed`'s snapshot: the filtered rows in `sort` order (id breaks
+    /// ties), at most `limit` of them.
     async fn list_sorted(
         &self,
         filter: &CheckoutFilter,
         sort: &[Sort],
+        limit: u32,
     ) -> Result<Vec<Checkout>, StoreError>;
 
     /// One row by id.
@@ -196,6 +198,8 @@ pub struct SnapshotPage {
     pub start: usize,
     /// Entries in the whole snapshot.
     pub total: usize,
+    /// How long ago the snapshot was taken.
+    pub age: std::time::Duration,
 }
 
 /// `checkoutFeed` snapshots (`querycache` in MongoDB for real deployments): the full

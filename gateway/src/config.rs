@@ -99,7 +99,8 @@ pub struct LimitSettings {
     /// `GRAPHQL_APQ_MAX_BYTES`: their text, in all.
     pub persisted_bytes: usize,
     /// `GRAPHQL_MAX_DATE_FORMAT_LENGTH`, `GRAPHQL_MAX_STRING_LENGTH`,
-    /// `GRAPHQL_DEFAULT_PAGE_SIZE`, `GRAPHQL_MAX_PAGE_SIZE`: the argument caps.
+    /// `GRAPHQL_DEFAULT_PAGE_SIZE`, `GRAPHQL_MAX_PAGE_SIZE`, `QUERYCACHE_MAX_ROWS`,
+    /// `QUERYCACHE_REUSE_SECONDS`: the argument caps.
     pub arguments: ArgumentCaps,
     /// `GRAPHQL_MAX_RESPONSE_BYTES`: a larger reply is replaced by an error.
     pub max_response_bytes: usize,
@@ -222,6 +223,8 @@ struct Raw {
     graphql_default_page_size: Option<u32>,
     graphql_max_page_size: Option<u32>,
     graphql_max_response_bytes: Option<usize>,
+    querycache_max_rows: Option<u32>,
+    querycache_reuse_seconds: Option<f64>,
 }
 
 /// Every environment name the gateway reads (the deploy checks compare against it).
@@ -270,6 +273,8 @@ pub const KNOWN_NAMES: &[&str] = &[
     "GRAPHQL_DEFAULT_PAGE_SIZE",
     "GRAPHQL_MAX_PAGE_SIZE",
     "GRAPHQL_MAX_RESPONSE_BYTES",
+    "QUERYCACHE_MAX_ROWS",
+    "QUERYCACHE_REUSE_SECONDS",
 ];
 
 /// Seconds as a duration; `default` when unset, negative or not finite.
@@ -432,6 +437,13 @@ impl Settings {
                     max_page: raw
                         .graphql_max_page_size
                         .unwrap_or(limits.arguments.max_page),
+                    snapshot_rows: raw
+                        .querycache_max_rows
+                        .unwrap_or(limits.arguments.snapshot_rows),
+                    snapshot_reuse: secs(
+                        raw.querycache_reuse_seconds,
+                        limits.arguments.snapshot_reuse,
+                    ),
                 },
                 max_response_bytes: raw
                     .graphql_max_response_bytes

@@ -51,8 +51,11 @@ impl CheckoutStore for Counted<dyn CheckoutStore> {
         &self,
         filter: &CheckoutFilter,
         sort: &[Sort],
+        limit: u32,
     ) -> Result<Vec<Checkout>, StoreError> {
-        self.count("list_sorted").list_sorted(filter, sort).await
+        self.count("list_sorted")
+            .list_sorted(filter, sort, limit)
+            .await
     }
     async fn by_id(&self, id: i32) -> Result<Option<Checkout>, StoreError> {
         self.count("by_id").by_id(id).await

@@ -86,6 +86,7 @@ impl CheckoutStore for MemoryCheckouts {
         &self,
         filter: &CheckoutFilter,
         sort: &[Sort],
+        limit: u32,
     ) -> Result<Vec<Checkout>, StoreError> {
         let mut rows: Vec<Checkout> = self
             .read()
@@ -112,6 +113,7 @@ impl CheckoutStore for MemoryCheckouts {
                 .find(|o| o.is_ne())
                 .unwrap_or_else(|| a.id.cmp(&b.id))
         });
+        rows.truncate(limit as usize);
         Ok(rows)
     }
 
@@ -309,6 +311,7 @@ impl SnapshotStore for MemorySnapshots {
             entries: rows[range].to_vec(),
             start,
             total: rows.len(),
+            age: created.elapsed(),
         }))
     }
 }

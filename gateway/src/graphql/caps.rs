@@ -20,6 +20,12 @@ pub struct ArgumentCaps {
     pub default_page: u32,
     /// Largest page a caller may ask for (`GRAPHQL_MAX_PAGE_SIZE`, 1,000).
     pub max_page: u32,
+    /// Most rows one `checkoutFeed` snapshot may hold (`QUERYCACHE_MAX_ROWS`, 10,000).
+    pub snapshot_rows: u32,
+    /// How long a new `checkoutFeed` query reuses the live snapshot of the same
+    /// owner, filter and sort instead of taking another (`QUERYCACHE_REUSE_SECONDS`,
+    /// 60): a loop of the same query costs one snapshot a minute.
+    pub snapshot_reuse: std::time::Duration,
 }
 
 impl Default for ArgumentCaps {
@@ -29,6 +35,8 @@ impl Default for ArgumentCaps {
             string_chars: 128,
             default_page: 500,
             max_page: 1000,
+            snapshot_rows: 10_000,
+            snapshot_reuse: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -55,6 +63,18 @@ impl ArgumentCaps {
             ))),
             Some(n) => Ok(n as u32),
         }
+    }
+
+    /// The snapshot's rows, or the refusal when the filter matches more than the cap
+    /// (`rows` was read with a limit of one past it).
+    pub fn snapshot<T>(&self, rows: Vec<T>) -> Result<Vec<T>> {
+        if rows.len() > self.snapshot_rows as usize {
+            return Err(bad_input(format!(
+                "checkoutFeed matches more than {} rows (QUERYCACHE_MAX_ROWS): narrow it with userEmail or assetUpc",
+                self.snapshot_rows
+            )));
+        }
+        Ok(rows)
     }
 
     /// Refuses a string argument longer than the cap.

@@ -114,36 +114,45 @@ impl QueryRoot {
             .map(Into::into)
             .collect();
         distinct_fields(&sort)?;
-        // A new query (no queryId, no cursor) takes a fresh snapshot; anything else
-        // pages an existing one, which must be the caller's own.
+        // A new query (no queryId, no cursor) reuses the live snapshot of the same
+        // owner, filter and sort for `snapshot_reuse`, else takes a new one (one per
+        // key: it replaces the old); anything else pages an existing one, which must
+        // be the caller's own.
         let fresh = query_id.is_none() && cursor.is_none();
         let id = match query_id {
             Some(id) => id.0,
             None => snapshot_id(&owner, &filter, &sort),
         };
-        if fresh {
+        let mut page = stores
+            .snapshots
+            .page(&id, &owner, after_id, limit)
+            .await
+            .map_err(|e| internal(&e))?;
+        let stale = page.as_ref().is_none_or(|p| p.age >= caps.snapshot_reuse);
+        if fresh && stale {
             let rows = stores
                 .checkouts
-                .list_sorted(&filter, &sort)
+                .list_sorted(&filter, &sort, caps.snapshot_rows.saturating_add(1))
                 .await
                 .map_err(|e| internal(&e))?;
+            let rows = caps.snapshot(rows)?;
             stores
                 .snapshots
                 .save(&id, &owner, &rows)
                 .await
                 .map_err(|e| internal(&e))?;
+            page = stores
+                .snapshots
+                .page(&id, &owner, after_id, limit)
+                .await
+                .map_err(|e| internal(&e))?;
         }
-        let page = stores
-            .snapshots
-            .page(&id, &owner, after_id, limit)
-            .await
-            .map_err(|e| internal(&e))?
-            .ok_or_else(|| {
-                coded(
-                    "no such snapshot (expired, or not yours): start again without queryId and cursor",
-                    "QUERY_NOT_FOUND",
-                )
-            })?;
+        let page = page.ok_or_else(|| {
+            coded(
+                "no such snapshot (expired, or not yours): start again without queryId and cursor",
+                "QUERY_NOT_FOUND",
+            )
+        })?;
         if after_id.is_some() && page.start == page.total && page.entries.is_empty() {
             return Err(bad_input("cursor is not an entry of this snapshot"));
         }
@@ -255,7 +264,10 @@ fn snapshot_id(owner: &str, filter: &CheckoutFilter, sort: &[Sort]) -> String {
     let mut h = Sha256::new();
     h.update(owner.as_bytes());
     h.update([0]);
-    h.update(format!("{:?}|{:?}|{:?}", filter.user_email, filter.asset_upc, sort).as_bytes());
+    // Normalised: emails compare case-insensitively (so do the tables' collations);
+    // a sort is already canonical (direction spelled out, each field once).
+    let email = filter.user_email.as_deref().map(str::to_lowercase);
+    h.update(format!("{:?}|{:?}|{:?}", email, filter.asset_upc, sort).as_bytes());
     let digest = h.finalize();
     digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }

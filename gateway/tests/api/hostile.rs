@@ -334,3 +334,89 @@ async fn not_ready_until_a_first_jwt_key_is_held() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// `list_sorted` calls so far: each is one snapshot taken.
+async fn snapshots_taken(app: &TestApp) -> u64 {
+    app.datasource_calls()
+        .await
+        .into_iter()
+        .filter(|(labels, _)| labels.contains("list_sorted"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+async fn feed_snapshots_are_reused_and_capped(app: &TestApp) {
+    // The app runs with QUERYCACHE_MAX_ROWS=400 (the demo data has more checkouts).
+    let q = r#"query($e: String, $u: String, $s: [SortObject!]) {
+        checkoutFeed(userEmail: $e, assetUpc: $u, sort: $s, next: 2) { pageInfo { queryId totalEntries } }
+    }"#;
+    let (_, body) = app.gql(None, q, json!({})).await;
+    all_coded(&body, "BAD_USER_INPUT");
+    assert!(body.to_string().contains("QUERYCACHE_MAX_ROWS"), "{body}");
+
+    let before = snapshots_taken(app).await;
+    let mut ids = Vec::new();
+    for variables in [
+        json!({"e": "apickerin0@51.la", "s": [{"field": "checkoutDate"}]}),
+        json!({"e": "APickerin0@51.LA", "s": [{"field": "checkoutDate", "direction": "ASC"}]}),
+        json!({"e": "apickerin0@51.la", "s": [{"field": "checkoutDate"}]}),
+    ] {
+        let (_, body) = app.gql(None, q, variables).await;
+        let info = &body["data"]["checkoutFeed"]["pageInfo"];
+        assert!(
+            info["totalEntries"].as_i64().is_some_and(|n| n > 0),
+            "{body}"
+        );
+        ids.push(info["queryId"].clone());
+    }
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "one snapshot: {ids:?}"
+    );
+    assert_eq!(
+        snapshots_taken(app).await - before,
+        1,
+        "the same query, however spelled, reuses the live snapshot"
+    );
+    let (_, body) = app
+        .gql(
+            None,
+            q,
+            json!({"e": "apickerin0@51.la", "s": [{"field": "checkoutDate", "direction": "DESC"}]}),
+        )
+        .await;
+    assert_ne!(body["data"]["checkoutFeed"]["pageInfo"]["queryId"], ids[0]);
+    assert_eq!(
+        snapshots_taken(app).await - before,
+        2,
+        "another order, another"
+    );
+}
+
+fn small_snapshots(settings: &mut Settings) {
+    settings.limits.arguments.snapshot_rows = 400;
+}
+
+mod feed_snapshots {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded() {
+        let mut settings = Settings::development();
+        settings.server.port = 0;
+        small_snapshots(&mut settings);
+        feed_snapshots_are_reused_and_capped(&TestApp::with_settings(settings).await).await;
+    }
+
+    #[tokio::test]
+    async fn mariadb() {
+        let app = TestApp::real_with(SqlServer::MariaDb, small_snapshots).await;
+        feed_snapshots_are_reused_and_capped(&app).await;
+    }
+
+    #[tokio::test]
+    async fn mysql() {
+        let app = TestApp::real_with(SqlServer::Mysql, small_snapshots).await;
+        feed_snapshots_are_reused_and_capped(&app).await;
+    }
+}
