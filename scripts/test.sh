@@ -57,6 +57,10 @@ scripts/deploy-checks.sh
 step "tests"
 cargo nextest run --workspace --locked --no-fail-fast
 
+# Each fuzz target briefly from its committed seeds (scripts/fuzz.sh runs them longer).
+step "fuzz"
+scripts/fuzz.sh 20
+
 # The image build-and-run check (scripts/container-check.sh) takes minutes, so it runs
 # only when what goes into the image's dependency layer changed since it last passed
 # on this machine: the Dockerfile, the manifests and lock file, and the check itself.

@@ -8,6 +8,8 @@ mod config;
 mod consumer;
 mod delivered;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod producer;
 mod relay;
 mod replay;

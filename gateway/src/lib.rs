@@ -7,6 +7,8 @@ mod counted;
 #[cfg(feature = "dev")]
 mod embedded;
 mod events;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod graphql;
 mod http;
 mod pipeline;

@@ -138,29 +138,7 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new(backends.samplers).context("metrics")?);
         let stores = counted(backends.stores, &metrics);
-        let schema = graphql::build(
-            stores.clone(),
-            Limits {
-                depth: settings.limits.max_depth,
-                complexity: settings.limits.max_complexity,
-            },
-            settings.limits.arguments,
-            settings.production,
-        );
-        let pipeline = Arc::new(Pipeline::new(
-            schema,
-            stores,
-            PipelineConfig {
-                production: settings.production,
-                timeout: settings.limits.request_timeout,
-                aliases: AliasLimit(settings.limits.max_aliases),
-                max_operation_labels: settings.limits.max_operation_labels,
-                persisted_entries: settings.limits.persisted_entries,
-                persisted_bytes: settings.limits.persisted_bytes,
-                max_response_bytes: settings.limits.max_response_bytes,
-            },
-            Arc::clone(&metrics),
-        ));
+        let pipeline = Arc::new(pipeline(&settings, stores, Arc::clone(&metrics)));
         let websockets = WsTracker::default();
         let state = web::Data::new(HttpState {
             pipeline,
@@ -275,14 +253,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
         !settings.production,
         "embedded stores are for development only: configure MySQL, MongoDB and Kafka"
     );
-    let bus = Arc::new(crate::embedded::LocalBus::default());
-    let stores = Stores {
-        checkouts: Arc::new(MemoryCheckouts::demo(Arc::clone(&bus))),
-        catalog: Arc::new(MemoryCatalog::demo()),
-        snapshots: Arc::new(MemorySnapshots::new(settings.snapshot_ttl)),
-        events: EventFeed::Local(bus),
-        after_commit: Arc::new(|| {}),
-    };
+    let stores = embedded_stores(settings);
     let issuer = Arc::new(DevIssuer::generate(dev::default_users()).context("dev key")?);
     let (keys, dependencies) = match &settings.auth.key_url {
         Some(url) => {
@@ -301,6 +272,46 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
         dependencies,
         closeables: Vec::new(),
     })
+}
+
+/// The in-memory demo stores, with their local event bus.
+#[cfg(feature = "dev")]
+pub(crate) fn embedded_stores(settings: &Settings) -> Stores {
+    let bus = Arc::new(crate::embedded::LocalBus::default());
+    Stores {
+        checkouts: Arc::new(MemoryCheckouts::demo(Arc::clone(&bus))),
+        catalog: Arc::new(MemoryCatalog::demo()),
+        snapshots: Arc::new(MemorySnapshots::new(settings.snapshot_ttl)),
+        events: EventFeed::Local(bus),
+        after_commit: Arc::new(|| {}),
+    }
+}
+
+/// The request pipeline over `stores`, as `settings` configure it.
+pub(crate) fn pipeline(settings: &Settings, stores: Stores, metrics: Arc<Metrics>) -> Pipeline {
+    let schema = graphql::build(
+        stores.clone(),
+        Limits {
+            depth: settings.limits.max_depth,
+            complexity: settings.limits.max_complexity,
+        },
+        settings.limits.arguments,
+        settings.production,
+    );
+    Pipeline::new(
+        schema,
+        stores,
+        PipelineConfig {
+            production: settings.production,
+            timeout: settings.limits.request_timeout,
+            aliases: AliasLimit(settings.limits.max_aliases),
+            max_operation_labels: settings.limits.max_operation_labels,
+            persisted_entries: settings.limits.persisted_entries,
+            persisted_bytes: settings.limits.persisted_bytes,
+            max_response_bytes: settings.limits.max_response_bytes,
+        },
+        metrics,
+    )
 }
 
 fn key_source(url: &str, settings: &Settings) -> anyhow::Result<KeySource> {

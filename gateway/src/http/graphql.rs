@@ -136,33 +136,27 @@ pub async fn post(
         Ok(b) => b,
         Err(resp) => return closing(resp),
     };
-    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        return error_response(
-            StatusCode::BAD_REQUEST,
-            "batched requests are not enabled",
-            "BAD_REQUEST",
-        );
-    }
-    // Straight into the request type (one pass); a failure says whether the body
-    // was not JSON at all or JSON of the wrong shape.
-    let request: Request = match serde_json::from_slice(&body) {
+    let request = match request_from_body(&body) {
         Ok(r) => r,
-        Err(e) if e.is_data() => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not a GraphQL request: {e}"),
-                "BAD_REQUEST",
-            )
-        }
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                &format!("the body is not valid JSON: {e}"),
-                "BAD_REQUEST",
-            )
-        }
+        Err(message) => return error_response(StatusCode::BAD_REQUEST, &message, "BAD_REQUEST"),
     };
     execute(&state, &req, request).await
+}
+
+/// A POST body as a GraphQL request, or the message of its 400: straight into the
+/// request type (one pass); a failure says whether the body was not JSON at all or
+/// JSON of the wrong shape.
+pub(crate) fn request_from_body(body: &[u8]) -> Result<Request, String> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err("batched requests are not enabled".into());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            format!("the body is not a GraphQL request: {e}")
+        } else {
+            format!("the body is not valid JSON: {e}")
+        }
+    })
 }
 
 pub async fn get(

@@ -16,6 +16,8 @@ use auth_jwt::dev::DevIssuer;
 use auth_jwt::Verifier;
 use shutdown::Readiness;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use graphql::request_from_body;
 pub use health::DependencyCheck;
 pub use metrics::{Metrics, Sampler};
 pub use ws::WsTracker;

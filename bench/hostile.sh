@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Hostile requests beside normal traffic (issue: hostile requests buy bounded work):
+# normal traffic (the checkouts page, USER token) alone for BASE seconds, then for
+# DURATION seconds beside a second client cycling through bench/hostile.lua (huge
+# date formats, the largest answer the caps allow, repeated sorts, fresh snapshots,
+# unpaged checkouts, deep nesting, forged tokens, 2 MiB bodies). Prints the normal
+# traffic's throughput and p99 in both phases, the hostile client's status mix, and
+# the gateway's peak RSS (target: under 100 MB).
+# Usage: bench/hostile.sh [DURATION_SECONDS=60] [BASE_SECONDS=15] [CONNECTIONS=16]
+# Real services from the test harness (MariaDB, its MongoDB-wire server, Kafka, keys).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+DURATION=${1:-60}
+BASE=${2:-15}
+CONNECTIONS=${3:-16}
+PORT=4101
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
+scripts/services.sh up mariadb mongo kafka keys >/dev/null
+set -a; . .services/env; set +a
+export MYSQL_DATABASE=central-library-hostile MONGO_DATABASE=central-library-hostile
+cargo build -q --release -p gateway --bins
+./target/release/seed --reset --checkouts 421 >/dev/null
+
+TOKEN=$(curl -fsS -XPOST "$DEV_KEY_SERVICE_URL/login" -H 'content-type: application/json' \
+  -d '{"username":"user3","password":"password3"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])')
+export TOKEN
+
+GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/gateway.log" 2>&1 &
+GW=$!
+PIDS+=($GW)
+until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.01; done
+
+export QUERY='{ checkouts(next: 50) { id patron { firstName } book { title } } }'
+normal() { # seconds output
+  wrk -t1 -c"$CONNECTIONS" -d"$1s" --latency -s bench/graphql.lua "http://127.0.0.1:$PORT/graphql" >"$2"
+}
+report() { # label file
+  printf '%-28s %8s req/s  p99 %8s  non-2xx %s\n' "$1" \
+    "$(awk '/Requests\/sec/ {print $2}' "$2")" "$(awk '$1=="99%" {print $2}' "$2")" \
+    "$(awk '/Non-2xx/ {print $5}' "$2" | grep . || echo 0)"
+}
+
+normal "$BASE" "$WORK/base.txt"
+report "normal traffic alone" "$WORK/base.txt"
+base_rss=$(awk '/VmHWM/ {print $2}' "/proc/$GW/status")
+
+wrk -t1 -c4 -d"${DURATION}s" -s bench/hostile.lua "http://127.0.0.1:$PORT/graphql" >"$WORK/hostile.txt" 2>&1 &
+HOSTILE=$!
+normal "$DURATION" "$WORK/beside.txt"
+wait "$HOSTILE" || true
+report "normal beside hostile" "$WORK/beside.txt"
+printf '%-28s %8s req/s (%s requests, non-2xx %s: 413s and 401s by design)\n' "hostile client" \
+  "$(awk '/Requests\/sec/ {print $2}' "$WORK/hostile.txt")" \
+  "$(awk '/requests in/ {print $1}' "$WORK/hostile.txt")" \
+  "$(awk '/Non-2xx/ {print $5}' "$WORK/hostile.txt" | grep . || echo 0)"
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$GW/status")
+now_kb=$(awk '/VmRSS/ {print $2}' "/proc/$GW/status")
+echo "peak RSS: $((base_rss / 1024)) MB after normal traffic alone, $((rss_kb / 1024)) MB in all (now $((now_kb / 1024)) MB); target under 100 MB"
+kill -0 "$GW" 2>/dev/null && echo "gateway still up" || { echo "gateway died"; tail -20 "$WORK/gateway.log"; exit 1; }
