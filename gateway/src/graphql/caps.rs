@@ -123,10 +123,22 @@ mod tests {
     }
 
     #[test]
+    fn snapshots_hold_up_to_the_row_cap() {
+        let caps = ArgumentCaps::default();
+        assert_eq!(
+            caps.snapshot(vec![(); 10_000]).map(|r| r.len()).ok(),
+            Some(10_000)
+        );
+        assert!(caps.snapshot(vec![(); 10_001]).is_err());
+    }
+
+    #[test]
     fn strings_are_counted_in_characters_up_to_the_cap() {
         let caps = ArgumentCaps::default();
         assert!(caps.format(Some(&"é".repeat(64))).is_ok());
         assert!(caps.format(Some(&"é".repeat(65))).is_err());
+        assert!(caps.string("assetUpc", Some(&"9".repeat(128))).is_ok());
+        assert!(caps.string("assetUpc", Some(&"9".repeat(129))).is_err());
         assert!(caps.string("assetUpc", Some(&"9".repeat(1 << 20))).is_err());
         assert!(caps.string("assetUpc", None).is_ok());
     }
