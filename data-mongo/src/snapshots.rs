@@ -2,10 +2,14 @@
 //! real MongoDB (16 MiB per document): a head in `querycache` (owner, creation
 //! time, total, and the generation its chunks belong to) and the entries in
 //! `querycache_chunks`, `snapshot_chunk_rows` per document with their ids (to find
-//! a cursor). Replacing a snapshot writes a new generation's chunks, then swaps the
-//! head, then deletes the generation the head named before: a reader never sees a
-//! mix, and two concurrent replacements never delete each other's chunks. Both
-//! collections expire by TTL indexes on `created_at`.
+//! a cursor). Replacing a snapshot writes a new generation's chunks, then moves the
+//! head to it only if the head names an older generation, then deletes the query's
+//! older generations. Generations are ObjectIds, so they order by creation: when
+//! two replacements race, the newer one wins whichever writes first, the older one
+//! removes its own chunks, and no step relies on a find-and-modify returning the
+//! document it replaced (test servers do not all make that atomic). A reader never
+//! sees a mix: a head whose chunks are gone reads as no snapshot. Both collections
+//! expire by TTL indexes on `created_at`.
 
 use std::time::Duration;
 
@@ -14,7 +18,7 @@ use bson::oid::ObjectId;
 use bson::{doc, Bson, DateTime as BsonDate, Document};
 use domain::{page_range, Checkout, SnapshotPage, SnapshotStore, StoreError};
 use futures::TryStreamExt;
-use mongodb::options::{IndexOptions, ReturnDocument};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 
 use crate::error::store_error;
@@ -30,6 +34,16 @@ fn entry_doc(c: &Checkout) -> Document {
         "asset_upc": &c.asset_upc,
         "checkout_date": BsonDate::from_chrono(c.checkout_date),
         "checkin_date": c.checkin_date.map(BsonDate::from_chrono),
+    }
+}
+
+/// MongoDB's E11000: an insert (here an upsert's) met an existing `_id`.
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match &*e.kind {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        _ => false,
     }
 }
 
@@ -59,8 +73,9 @@ impl MongoCatalog {
             self.ensure_ttl(collection).await?;
         }
         let by_generation = IndexModel::builder().keys(doc! {"gen": 1, "n": 1}).build();
+        let by_query = IndexModel::builder().keys(doc! {"q": 1, "gen": 1}).build();
         self.chunks()?
-            .create_index(by_generation)
+            .create_indexes([by_generation, by_query])
             .await
             .map(drop)
             .map_err(Error::Command)
@@ -106,6 +121,7 @@ impl SnapshotStore for MongoCatalog {
             .enumerate()
             .map(|(n, part)| {
                 doc! {
+                    "q": query_id,
                     "gen": &generation,
                     "n": n as i64,
                     "created_at": created,
@@ -120,10 +136,12 @@ impl SnapshotStore for MongoCatalog {
                 .await
                 .map_err(store_error)?;
         }
-        let previous = self
+        // Only over an older generation (or an older format's head without one);
+        // a newer head makes the upsert collide on `_id`, which means we lost.
+        let swapped = self
             .querycache()?
-            .find_one_and_replace(
-                doc! {"_id": query_id},
+            .replace_one(
+                doc! {"_id": query_id, "$or": [{"gen": {"$lt": &generation}}, {"gen": {"$exists": false}}]},
                 doc! {
                     "_id": query_id,
                     "owner": owner,
@@ -134,16 +152,16 @@ impl SnapshotStore for MongoCatalog {
                 },
             )
             .upsert(true)
-            .return_document(ReturnDocument::Before)
-            .projection(doc! {"gen": 1})
+            .await;
+        let stale = match swapped {
+            Ok(_) => doc! {"q": query_id, "gen": {"$lt": &generation}},
+            Err(e) if is_duplicate_key(&e) => doc! {"gen": &generation},
+            Err(e) => return Err(store_error(e)),
+        };
+        self.chunks()?
+            .delete_many(stale)
             .await
             .map_err(store_error)?;
-        if let Some(old) = previous.as_ref().and_then(|d| d.get_str("gen").ok()) {
-            self.chunks()?
-                .delete_many(doc! {"gen": old})
-                .await
-                .map_err(store_error)?;
-        }
         Ok(())
     }
 
@@ -188,6 +206,11 @@ impl SnapshotStore for MongoCatalog {
         } else {
             self.entries(generation, range.clone(), per_chunk).await?
         };
+        if entries.len() < range.len() {
+            // Its chunks expired before the head, or a newer snapshot replaced it
+            // between our two reads: no snapshot, rather than a short page.
+            return Ok(None);
+        }
         Ok(Some(SnapshotPage {
             entries,
             start,

@@ -289,14 +289,41 @@ mod snapshots {
     #[tokio::test]
     async fn concurrent_replacements_leave_one_whole_snapshot() {
         let c = chunked().await;
-        let (a, b) = (rows(20), rows(30));
-        let (ra, rb) = tokio::join!(c.save("q", "me", &a), c.save("q", "me", &b));
-        ra.unwrap();
-        rb.unwrap();
-        let page = c.page("q", "me", None, None).await.unwrap().unwrap();
-        let expected = if page.total == 20 { &a } else { &b };
-        assert_eq!(&page.entries, expected, "one generation, whole");
-        assert_eq!(stored_chunks(&c).await, expected.len().div_ceil(7) as u64);
+        let (a, b, d) = (rows(20), rows(30), rows(9));
+        // Several rounds: which save wins a round is up to the scheduler.
+        for _ in 0..5 {
+            let (ra, rb, rd) = tokio::join!(
+                c.save("q", "me", &a),
+                c.save("q", "me", &b),
+                c.save("q", "me", &d)
+            );
+            ra.unwrap();
+            rb.unwrap();
+            rd.unwrap();
+            let page = c.page("q", "me", None, None).await.unwrap().unwrap();
+            let expected = [&a, &b, &d]
+                .into_iter()
+                .find(|r| r.len() == page.total)
+                .unwrap();
+            assert_eq!(&page.entries, expected, "one generation, whole");
+            assert_eq!(stored_chunks(&c).await, expected.len().div_ceil(7) as u64);
+        }
+        c.drop_database().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_head_whose_chunks_are_gone_is_no_snapshot() {
+        let c = chunked().await;
+        c.save("q", "me", &rows(10)).await.unwrap();
+        c.database()
+            .unwrap()
+            .collection::<bson::Document>("querycache_chunks")
+            .delete_many(bson::doc! {"n": 1})
+            .await
+            .unwrap();
+        let first = c.page("q", "me", None, Some(5)).await.unwrap();
+        assert_eq!(first.map(|p| p.entries.len()), Some(5), "chunk 0 is whole");
+        assert_eq!(c.page("q", "me", None, None).await.unwrap(), None);
         c.drop_database().await.unwrap();
     }
 
