@@ -10,7 +10,7 @@
 use mysql_async::prelude::Queryable;
 use tokio::sync::Mutex;
 
-use domain::{StoreError, StoreErrorKind};
+use domain::{Lease, StoreError, StoreErrorKind};
 
 use crate::{Error, MysqlConfig};
 
@@ -53,15 +53,15 @@ impl RelayLease {
         })
     }
 
-    /// `Ok(true)` while this instance holds the lease (taking it when free).
-    pub(crate) async fn hold(&self) -> Result<bool, StoreError> {
+    /// Whether this instance holds the lease (taking it when free).
+    pub(crate) async fn hold(&self) -> Result<Lease, StoreError> {
         let mut guard = self.conn.lock().await;
         if let Some(conn) = guard.as_mut() {
             let ours: Result<Option<Option<i64>>, _> = conn
                 .exec_first("SELECT IS_USED_LOCK(?) = CONNECTION_ID()", (&self.name,))
                 .await;
             match ours {
-                Ok(Some(Some(1))) => return Ok(true),
+                Ok(Some(Some(1))) => return Ok(Lease::Kept),
                 Ok(_) => {} // not held (never taken, or released): try to take it below
                 Err(e) => {
                     // The connection died, and the lock with it.
@@ -82,7 +82,11 @@ impl RelayLease {
             .exec_first("SELECT GET_LOCK(?, 0)", (&self.name,))
             .await
             .map_err(|e| StoreError::new(StoreErrorKind::Unavailable, e))?;
-        Ok(taken == Some(Some(1)))
+        Ok(if taken == Some(Some(1)) {
+            Lease::Taken
+        } else {
+            Lease::Elsewhere
+        })
     }
 
     /// Quits the lease's connection, which frees the lock.

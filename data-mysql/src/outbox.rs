@@ -1,5 +1,6 @@
 //! The transactional outbox: events written with their checkout row, read back by
-//! the relay (events-kafka) in commit order and marked sent once Kafka acknowledged.
+//! the relay (events-kafka) in commit order, marked sent once Kafka acknowledged, and
+//! deleted once sent and older than the retention.
 
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -71,5 +72,35 @@ pub(crate) async fn mark_sent(conn: &mut AsyncMysqlConnection, seqs: &[i64]) -> 
     diesel::update(checkout_outbox.filter(id.eq_any(seqs)))
         .set(sent_at.eq(Some(Utc::now().naive_utc())))
         .execute(conn)
+        .await
+}
+
+/// Deletes at most `limit` events sent before `sent_before`, oldest first. One short
+/// statement on the `(sent_at, id)` index: it locks only the rows it deletes, which
+/// no checkout touches again, so purging never holds up a checkout's insert.
+pub(crate) async fn purge_sent(
+    conn: &mut AsyncMysqlConnection,
+    sent_before: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<usize> {
+    // diesel has no DELETE ... ORDER BY ... LIMIT; both servers accept it.
+    diesel::sql_query("DELETE FROM checkout_outbox WHERE sent_at < ? ORDER BY sent_at, id LIMIT ?")
+        .bind::<diesel::sql_types::Datetime, _>(sent_before)
+        .bind::<diesel::sql_types::BigInt, _>(limit)
+        .execute(conn)
+        .await
+}
+
+/// The number of unsent events and the oldest one's creation time (the index on
+/// `(sent_at, id)` holds the unsent ones first).
+pub(crate) async fn backlog(
+    conn: &mut AsyncMysqlConnection,
+) -> QueryResult<(i64, Option<NaiveDateTime>)> {
+    use crate::schema::checkout_outbox::dsl::*;
+    use diesel::dsl::{count_star, min};
+    checkout_outbox
+        .filter(sent_at.is_null())
+        .select((count_star(), min(created_at)))
+        .first(conn)
         .await
 }

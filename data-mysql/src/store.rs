@@ -9,8 +9,8 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use domain::{
-    Checkout, CheckoutError, CheckoutFilter, CheckoutStore, EventKind, Outbox, OutboxEvent, Sort,
-    SortField, StoreError,
+    Checkout, CheckoutError, CheckoutFilter, CheckoutStore, EventKind, Lease, Outbox,
+    OutboxBacklog, OutboxEvent, Sort, SortField, StoreError,
 };
 
 use crate::error::is_lock_conflict;
@@ -379,12 +379,27 @@ impl Outbox for MysqlCheckouts {
         conn.check(result).map(drop)
     }
 
-    async fn hold_lease(&self) -> Result<bool, StoreError> {
+    async fn hold_lease(&self) -> Result<Lease, StoreError> {
         self.lease.hold().await
     }
 
     async fn release_lease(&self) {
         self.lease.release().await;
+    }
+
+    async fn purge_sent(&self, sent_before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let result = outbox::purge_sent(&mut conn, sent_before.naive_utc(), i64::from(limit)).await;
+        conn.check(result).map(|n| n as u64)
+    }
+
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        let mut conn = self.pool.get().await?;
+        let result = outbox::backlog(&mut conn).await;
+        conn.check(result).map(|(events, oldest)| OutboxBacklog {
+            events: events.max(0) as u64,
+            oldest: oldest.map(|t| t.and_utc()),
+        })
     }
 }
 

@@ -254,6 +254,63 @@ async fn checkout_and_checkin_write_row_and_event_together(server: SqlServer) {
     assert_eq!(left, events[1..]);
 }
 
+/// Retention: only events both sent and sent before the cutoff go, oldest first and
+/// at most `limit` a statement; unsent ones stay whatever their age.
+async fn purge_deletes_only_sent_events_older_than_the_cutoff(server: SqlServer) {
+    use mysql_async::prelude::Queryable;
+    let db = TestDb::new(server).await;
+    let store = db.store().await;
+    for i in 0..6 {
+        store
+            .check_out(&format!("90000001{i:02}"), "a@b.org")
+            .await
+            .unwrap();
+    }
+    let events = Outbox::unsent(&store, 10).await.unwrap();
+    assert_eq!(events.len(), 6);
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    // 0..4 sent; 0..3 of them long ago; 4 just now; 5 unsent and written long ago.
+    Outbox::mark_sent(&store, &seqs[..5]).await.unwrap();
+    let mut admin =
+        mysql_async::Conn::from_url(format!("{}/{}", server_url(server), db.config.database))
+            .await
+            .unwrap();
+    admin
+        .exec_drop(
+            "UPDATE checkout_outbox SET sent_at = sent_at - INTERVAL 8 DAY WHERE id <= ?",
+            (seqs[3],),
+        )
+        .await
+        .unwrap();
+    admin
+        .exec_drop(
+            "UPDATE checkout_outbox SET created_at = created_at - INTERVAL 9 DAY WHERE id = ?",
+            (seqs[5],),
+        )
+        .await
+        .unwrap();
+    let backlog = Outbox::backlog(&store).await.unwrap();
+    assert_eq!(backlog.events, 1);
+    let waited = chrono::Utc::now() - backlog.oldest.expect("one waits");
+    assert!(waited > chrono::Duration::days(8), "{waited}");
+
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(7);
+    assert_eq!(Outbox::purge_sent(&store, cutoff, 3).await.unwrap(), 3);
+    assert_eq!(Outbox::purge_sent(&store, cutoff, 3).await.unwrap(), 1);
+    assert_eq!(Outbox::purge_sent(&store, cutoff, 3).await.unwrap(), 0);
+    let left: Vec<i64> = admin
+        .query("SELECT id FROM checkout_outbox ORDER BY id")
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        seqs[4..],
+        "the recent sent one and the unsent one stay"
+    );
+    assert_eq!(Outbox::unsent(&store, 10).await.unwrap(), events[5..]);
+    admin.disconnect().await.unwrap();
+}
+
 /// 10 clients, each cycling its own copy out and in: 2,000 mutations, none may fail
 /// (the issue saw 5 deadlocks in 2,000 when check-ins locked the guard index).
 async fn mutations_on_different_copies_never_fail(server: SqlServer) {
@@ -546,4 +603,5 @@ testkit::on_each_sql_server!(
     close_lets_the_query_in_flight_finish,
     mutations_on_different_copies_never_fail,
     concurrent_checkins_of_one_copy_close_it_once,
+    purge_deletes_only_sent_events_older_than_the_cutoff,
 );

@@ -12,7 +12,7 @@ pub use catalog::{Book, BookCondition, BookCopy, Patron};
 pub use checkout::{Checkout, CheckoutEvent, EventKind};
 pub use store::{
     distinct_keys, page_range, page_start, CatalogStore, CheckoutError, CheckoutFilter,
-    CheckoutStore, Outbox, OutboxEvent, SnapshotPage, SnapshotStore, Sort, SortField, StoreError,
-    StoreErrorKind,
+    CheckoutStore, Lease, Outbox, OutboxBacklog, OutboxEvent, SnapshotPage, SnapshotStore, Sort,
+    SortField, StoreError, StoreErrorKind,
 };
 pub use time::{format_iso_millis, parse_iso};

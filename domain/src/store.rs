@@ -211,8 +211,8 @@ pub trait SnapshotStore: Send + Sync {
 
     /// The page after the entry with id `after_id` (from the start when `None`), at
     /// most `limit` entries (all when `None`). `None` when the snapshot does not
-    /// exist, expired, or belongs to someone else; `Some` with `start == total` when
-    /// `after_id` is not in it.
+    /// exist, expired (or lost its entries), or belongs to someone else; `Some`
+    /// with `start == total` when `after_id` is not in it.
     async fn page(
         &self,
         query_id: &str,
@@ -265,6 +265,34 @@ pub struct OutboxEvent {
     pub payload: String,
 }
 
+/// What waits in the outbox, for the relay's metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OutboxBacklog {
+    /// Events not yet marked sent.
+    pub events: u64,
+    /// When the oldest of them was written; `None` when nothing waits.
+    pub oldest: Option<DateTime<Utc>>,
+}
+
+/// Who holds the relay lease, as `Outbox::hold_lease` found it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// This instance held it already, continuously since the last call.
+    Kept,
+    /// This instance has just taken it (first time, or after losing it): what it
+    /// publishes continues after whatever the previous holder published.
+    Taken,
+    /// Another instance holds it: stand by and try again later.
+    Elsewhere,
+}
+
+impl Lease {
+    /// Whether this instance holds the lease.
+    pub fn is_ours(self) -> bool {
+        self != Lease::Elsewhere
+    }
+}
+
 /// The transactional outbox, as the relay sees it.
 #[async_trait]
 pub trait Outbox: Send + Sync {
@@ -274,10 +302,14 @@ pub trait Outbox: Send + Sync {
     async fn mark_sent(&self, seqs: &[i64]) -> Result<(), StoreError>;
     /// Takes the relay lease, or confirms it is still held: only its holder relays,
     /// so several instances never publish one row twice and per-asset order holds.
-    /// `Ok(false)`: another instance holds it (try again later).
-    async fn hold_lease(&self) -> Result<bool, StoreError>;
+    async fn hold_lease(&self) -> Result<Lease, StoreError>;
     /// Gives the lease up (on close), so a standby instance takes over at once.
     async fn release_lease(&self);
+    /// Deletes at most `limit` events marked sent before `sent_before`, oldest
+    /// first, and says how many went. Unsent events are never deleted.
+    async fn purge_sent(&self, sent_before: DateTime<Utc>, limit: u32) -> Result<u64, StoreError>;
+    /// How many events wait to be published, and since when.
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError>;
 }
 
 #[cfg(test)]

@@ -12,6 +12,9 @@ pub enum Error {
     /// Metadata or offsets could not be read (broker down?).
     #[error("Kafka metadata unavailable")]
     Metadata(#[source] rdkafka::error::KafkaError),
+    /// The producer was dropped before the broker acknowledged an event.
+    #[error("the Kafka producer ended before the broker acknowledged")]
+    ProducerGone,
     /// A blocking librdkafka call did not return in time.
     #[error("Kafka call timed out")]
     Timeout,

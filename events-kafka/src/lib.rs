@@ -18,8 +18,8 @@ pub use config::KafkaConfig;
 pub use consumer::EventHub;
 pub use delivered::Delivered;
 pub use error::Error;
-pub use producer::EventProducer;
-pub use relay::OutboxRelay;
+pub use producer::{EventProducer, Pending};
+pub use relay::{OutboxRelay, RelayConfig, RelayStats};
 pub use replay::{Covered, Replay, ReplayError};
 
 /// The header carrying the unique event id.

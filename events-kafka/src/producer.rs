@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::ClientConfig;
 
 use crate::{Error, KafkaConfig, EVENT_ID_HEADER};
@@ -45,6 +45,22 @@ impl EventProducer {
         payload: &str,
         timestamp_ms: i64,
     ) -> Result<(i32, i64), Error> {
+        self.enqueue(topic, key, event_id, payload, timestamp_ms)?
+            .acknowledged()
+            .await
+    }
+
+    /// Queues one event for publication and returns at once; several queued events
+    /// travel together (pipelined), and the idempotent producer keeps their order
+    /// per partition. Fails at once when librdkafka's queue is full.
+    pub fn enqueue(
+        &self,
+        topic: &str,
+        key: &str,
+        event_id: &str,
+        payload: &str,
+        timestamp_ms: i64,
+    ) -> Result<Pending, Error> {
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
@@ -53,12 +69,41 @@ impl EventProducer {
                 key: EVENT_ID_HEADER,
                 value: Some(event_id),
             }));
-        let delivery = self
-            .producer
-            .send(record, self.config.delivery_timeout)
-            .await
-            .map_err(|(e, _)| Error::Delivery(e))?;
-        Ok((delivery.partition, delivery.offset))
+        self.producer
+            .send_result(record)
+            .map(Pending)
+            .map_err(|(e, _)| Error::Delivery(e))
+    }
+
+    /// The settings it was made with.
+    pub fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    /// Events queued or sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.producer.in_flight_count().max(0) as usize
+    }
+
+    /// Drops the events queued and not yet sent to a broker; their `Pending`s fail
+    /// at once. What is already on the wire may still land.
+    pub fn cancel_queued(&self) {
+        self.producer.purge(PurgeConfig::default().queue());
+    }
+}
+
+/// An event queued by [`EventProducer::enqueue`].
+pub struct Pending(DeliveryFuture);
+
+impl Pending {
+    /// Waits for the broker's acknowledgement (bounded by `delivery_timeout`):
+    /// the partition and offset the event was written at.
+    pub async fn acknowledged(self) -> Result<(i32, i64), Error> {
+        match self.0.await {
+            Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+            Ok(Err((e, _))) => Err(Error::Delivery(e)),
+            Err(_) => Err(Error::ProducerGone),
+        }
     }
 }
 

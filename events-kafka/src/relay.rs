@@ -4,13 +4,21 @@
 //! anything; a crash between publish and mark re-publishes, and consumers drop the
 //! duplicate by event id. Only the instance holding the outbox's lease relays: the
 //! others stand by, so one row is never published twice by two instances.
+//!
+//! A batch is queued at once and acknowledged together (one broker round trip per
+//! batch, not per event; the idempotent producer keeps per-partition order), right
+//! after the lease is confirmed on its own connection. Housekeeping, on a task of
+//! its own, measures the backlog on every instance and, on the holder only, deletes
+//! sent events older than the retention in short statements.
 
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::Outbox;
+use domain::{EventKind, Lease, Outbox, OutboxBacklog};
 use tokio::sync::{Mutex, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::EventProducer;
@@ -23,30 +31,115 @@ const POLL: Duration = Duration::from_millis(500);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// How the relay keeps the outbox.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Sent events older than this are deleted (7 days): subscribers read events
+    /// from Kafka, the outbox keeps them only for operators' checks.
+    pub retention: Duration,
+    /// Events deleted per statement (1,000): short statements that never hold up a
+    /// checkout.
+    pub purge_batch: u32,
+    /// How often the backlog is measured and sent events purged (10 s).
+    pub housekeeping_every: Duration,
+    /// How long close waits for the acknowledgements in flight (5 s) before it
+    /// cancels what is still queued; keep it under the relay's close bound.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            retention: Duration::from_secs(7 * 24 * 3600),
+            purge_batch: 1000,
+            housekeeping_every: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What the relay did, for metrics: read at scrape time.
+#[derive(Debug, Default)]
+pub struct RelayStats {
+    lease_held: AtomicBool,
+    published: AtomicU64,
+    purged: AtomicU64,
+    backlog: AtomicU64,
+    /// Creation time (ms since the epoch) of the oldest unsent event; 0 for none.
+    oldest_unsent_ms: AtomicI64,
+}
+
+impl RelayStats {
+    /// Whether this instance holds the relay lease (relays).
+    pub fn lease_held(&self) -> bool {
+        self.lease_held.load(Ordering::Relaxed)
+    }
+
+    /// Events this instance published (acknowledged by the broker).
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Sent events this instance deleted after the retention.
+    pub fn purged(&self) -> u64 {
+        self.purged.load(Ordering::Relaxed)
+    }
+
+    /// Unsent events at the last measure.
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
+    }
+
+    /// How long the oldest unsent event (at the last measure) has waited by now;
+    /// zero when nothing waited.
+    pub fn oldest_unsent_age(&self) -> Duration {
+        match self.oldest_unsent_ms.load(Ordering::Relaxed) {
+            0 => Duration::ZERO,
+            ms => Duration::from_millis((chrono::Utc::now().timestamp_millis() - ms).max(0) as u64),
+        }
+    }
+
+    fn measured(&self, backlog: OutboxBacklog) {
+        self.backlog.store(backlog.events, Ordering::Relaxed);
+        let oldest = backlog.oldest.map_or(0, |t| t.timestamp_millis().max(1));
+        self.oldest_unsent_ms.store(oldest, Ordering::Relaxed);
+    }
+}
+
 /// The running relay; a `Closeable`.
 pub struct OutboxRelay {
     outbox: Arc<dyn Outbox>,
     kick: Arc<Notify>,
     stop: CancellationToken,
-    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    stats: Arc<RelayStats>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl OutboxRelay {
-    /// Starts relaying from `outbox` through `producer`.
-    pub fn spawn(outbox: Arc<dyn Outbox>, producer: Arc<EventProducer>) -> Self {
+    /// Starts relaying from `outbox` through `producer`, and its housekeeping.
+    pub fn spawn(
+        outbox: Arc<dyn Outbox>,
+        producer: Arc<EventProducer>,
+        config: RelayConfig,
+    ) -> Self {
         let kick = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(
-            Arc::clone(&outbox),
+        let stats = Arc::new(RelayStats::default());
+        let relay = Relay {
+            outbox: Arc::clone(&outbox),
             producer,
-            Arc::clone(&kick),
-            stop.clone(),
-        ));
+            stop: stop.clone(),
+            stats: Arc::clone(&stats),
+            config,
+        };
+        let housekeeping = tokio::spawn(relay.clone().housekeeping());
+        let relaying = tokio::spawn(relay.run(Arc::clone(&kick)));
         OutboxRelay {
             outbox,
             kick,
             stop,
-            task: Mutex::new(Some(task)),
+            stats,
+            tasks: Mutex::new(vec![relaying, housekeeping]),
         }
     }
 
@@ -59,54 +152,222 @@ impl OutboxRelay {
     pub fn kicker(&self) -> Arc<Notify> {
         Arc::clone(&self.kick)
     }
+
+    /// What the relay did, for metrics.
+    pub fn stats(&self) -> Arc<RelayStats> {
+        Arc::clone(&self.stats)
+    }
 }
 
-async fn run(
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a round did.
+enum Round {
+    /// Another instance holds the lease.
+    Standby,
+    /// Published what there was; `true` when the batch was full (there may be more).
+    Published(bool),
+}
+
+#[derive(Clone)]
+struct Relay {
     outbox: Arc<dyn Outbox>,
     producer: Arc<EventProducer>,
-    kick: Arc<Notify>,
     stop: CancellationToken,
-) {
-    let mut backoff = BACKOFF_MIN;
-    let mut clock = PublishClock::default();
-    loop {
-        let round = match outbox.hold_lease().await {
-            Ok(true) => relay_once(&*outbox, &producer, &stop, &mut clock).await,
-            // Another instance relays; this one stands by and retries at the next
-            // poll or kick (taking over when the holder goes away).
-            Ok(false) => Ok(false),
-            Err(e) => Err(e.into()),
-        };
-        match round {
-            Ok(true) => {
-                backoff = BACKOFF_MIN;
-                continue; // a full batch: there may be more
-            }
-            Ok(false) => backoff = BACKOFF_MIN,
-            Err(e) => {
-                tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "outbox relay stalled");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
+    stats: Arc<RelayStats>,
+    config: RelayConfig,
+}
+
+impl Relay {
+    async fn run(self, kick: Arc<Notify>) {
+        let mut backoff = BACKOFF_MIN;
+        let mut clock = PublishClock::default();
+        loop {
+            match self.relay_once(&mut clock).await {
+                Ok(Round::Published(true)) => {
+                    backoff = BACKOFF_MIN;
+                    if !self.stop.is_cancelled() {
+                        continue; // a full batch: there may be more
+                    }
                 }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
+                // Another instance relays; this one stands by and retries at the
+                // next poll or kick (taking over when the holder goes away).
+                Ok(Round::Standby | Round::Published(false)) => backoff = BACKOFF_MIN,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "outbox relay stalled");
+                    tokio::select! {
+                        () = self.stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = kick.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
             }
         }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = kick.notified() => {}
-            () = tokio::time::sleep(POLL) => {}
+    }
+
+    /// Whether this instance holds the lease. When it has just taken it, the clock
+    /// first continues after the newest timestamp on the topics (the previous
+    /// holder's last events, whatever its clock), before anything is published.
+    async fn hold_lease(&self, clock: &mut PublishClock) -> Result<bool, BoxError> {
+        let lease = self.outbox.hold_lease().await;
+        let ours = matches!(lease, Ok(l) if l.is_ours());
+        self.stats.lease_held.store(ours, Ordering::Relaxed);
+        match lease? {
+            Lease::Elsewhere => {
+                clock.synced = false;
+                return Ok(false);
+            }
+            Lease::Taken => clock.synced = false,
+            Lease::Kept => {}
+        }
+        if !clock.synced {
+            let kinds = [EventKind::Checkout, EventKind::Checkin];
+            let latest = crate::replay::latest_timestamp(self.producer.config(), &kinds).await?;
+            clock.continue_after(latest.unwrap_or(0));
+        }
+        Ok(true)
+    }
+
+    /// Publishes one batch. The lease is confirmed (on its own connection, so the
+    /// connection is alive and the lock still ours) after the batch is read and
+    /// right before it is queued: a relay that lost its lease queues nothing more.
+    /// Acknowledgements are awaited in order and the acknowledged prefix is marked
+    /// sent; after the first failure the rest is published again later (consumers
+    /// drop duplicates by event id) rather than risk per-asset order. Told to stop,
+    /// it waits for what is in flight up to `drain_timeout`, then cancels the rest.
+    async fn relay_once(&self, clock: &mut PublishClock) -> Result<Round, BoxError> {
+        if !self.hold_lease(clock).await? {
+            return Ok(Round::Standby);
+        }
+        let batch = self.outbox.unsent(BATCH).await?;
+        if batch.is_empty() || self.stop.is_cancelled() {
+            return Ok(Round::Published(false));
+        }
+        if !self.hold_lease(clock).await? {
+            return Ok(Round::Standby);
+        }
+        let full = batch.len() == BATCH as usize;
+        let mut failure: Option<BoxError> = None;
+        let mut pending = Vec::with_capacity(batch.len());
+        for event in &batch {
+            match self.producer.enqueue(
+                &event.topic,
+                &event.key,
+                &event.event_id,
+                &event.payload,
+                clock.next(),
+            ) {
+                Ok(p) => pending.push(p),
+                Err(e) => {
+                    failure = Some(Box::new(e));
+                    break;
+                }
+            }
+        }
+        let mut sent = Vec::with_capacity(pending.len());
+        let mut deadline: Option<Instant> = None;
+        for (event, p) in batch.iter().zip(pending) {
+            let ack = p.acknowledged();
+            tokio::pin!(ack);
+            let acked = loop {
+                if deadline.is_none() && self.stop.is_cancelled() {
+                    deadline = Some(Instant::now() + self.config.drain_timeout);
+                }
+                match deadline {
+                    Some(at) => break tokio::time::timeout_at(at, &mut ack).await.ok(),
+                    None => tokio::select! {
+                        r = &mut ack => break Some(r),
+                        () = self.stop.cancelled() => {}
+                    },
+                }
+            };
+            match acked {
+                Some(Ok(_)) => sent.push(event.seq),
+                Some(Err(e)) => {
+                    failure = Some(Box::new(e));
+                    break;
+                }
+                None => {
+                    tracing::warn!(
+                        unacknowledged = batch.len() - sent.len(),
+                        "outbox relay: stopping before the broker acknowledged; cancelling what is queued"
+                    );
+                    self.producer.cancel_queued();
+                    break;
+                }
+            }
+        }
+        self.stats
+            .published
+            .fetch_add(sent.len() as u64, Ordering::Relaxed);
+        self.outbox.mark_sent(&sent).await?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(Round::Published(full && sent.len() == batch.len())),
+        }
+    }
+
+    /// Every `housekeeping_every`: measures the backlog; on the holder, deletes sent
+    /// events older than the retention until none is left (a statement at a time,
+    /// stopping between them when told to).
+    async fn housekeeping(self) {
+        loop {
+            match self.outbox.backlog().await {
+                Ok(b) => self.stats.measured(b),
+                Err(e) => tracing::warn!(error = %e, "outbox backlog not measured"),
+            }
+            if self.stats.lease_held() {
+                self.purge().await;
+            }
+            tokio::select! {
+                () = self.stop.cancelled() => return,
+                () = tokio::time::sleep(self.config.housekeeping_every) => {}
+            }
+        }
+    }
+
+    async fn purge(&self) {
+        let Ok(retention) = chrono::Duration::from_std(self.config.retention) else {
+            return; // beyond chrono's range: nothing is that old
+        };
+        let before = chrono::Utc::now() - retention;
+        while !self.stop.is_cancelled() {
+            match self
+                .outbox
+                .purge_sent(before, self.config.purge_batch)
+                .await
+            {
+                Ok(n) => {
+                    self.stats.purged.fetch_add(n, Ordering::Relaxed);
+                    if n < u64::from(self.config.purge_batch) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "outbox purge failed; retried at the next housekeeping");
+                    return;
+                }
+            }
         }
     }
 }
 
 /// Message timestamps that strictly increase across every topic and partition, so
 /// that (with one relay holding the lease) the broker's time index orders all events
-/// the way they were published: what `replay` relies on to resume after an event.
+/// the way they were published: what `replay` and the hub's merge rely on. A new
+/// lease holder continues after the newest timestamp on the topics (`synced`), so
+/// the order holds across a handover even when the hosts' clocks differ.
 #[derive(Default)]
 struct PublishClock {
     last_ms: i64,
+    /// Continued from the topics since the lease was taken.
+    synced: bool,
 }
 
 impl PublishClock {
@@ -115,46 +376,10 @@ impl PublishClock {
         self.last_ms = now.max(self.last_ms + 1);
         self.last_ms
     }
-}
 
-/// Publishes one batch; `Ok(true)` when it was full. Stops between events (never
-/// mid-publish) when told to: what was published is marked sent first.
-async fn relay_once(
-    outbox: &dyn Outbox,
-    producer: &EventProducer,
-    stop: &CancellationToken,
-    clock: &mut PublishClock,
-) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
-    let batch = outbox.unsent(BATCH).await?;
-    let full = batch.len() == BATCH as usize;
-    let mut sent = Vec::with_capacity(batch.len());
-    let mut failure = None;
-    for event in &batch {
-        if stop.is_cancelled() {
-            break;
-        }
-        match producer
-            .publish(
-                &event.topic,
-                &event.key,
-                &event.event_id,
-                &event.payload,
-                clock.next(),
-            )
-            .await
-        {
-            Ok(_) => sent.push(event.seq),
-            Err(e) => {
-                // Later events wait: publishing them now would reorder per asset.
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    outbox.mark_sent(&sent).await?;
-    match failure {
-        Some(e) => Err(Box::new(e)),
-        None => Ok(full && !stop.is_cancelled()),
+    fn continue_after(&mut self, latest_ms: i64) {
+        self.last_ms = self.last_ms.max(latest_ms);
+        self.synced = true;
     }
 }
 
@@ -164,14 +389,35 @@ impl shutdown::Closeable for OutboxRelay {
         "outbox-relay"
     }
 
-    /// Finishes the event in flight, marks what was sent, gives the lease up (a
-    /// standby instance takes over at once) and stops.
+    /// Waits for the acknowledgements in flight (up to `drain_timeout`), cancels
+    /// what is still queued, marks what was sent, gives the lease up (a standby
+    /// instance takes over at once) and stops.
     async fn close(&self) -> Result<(), shutdown::BoxError> {
         self.stop.cancel();
-        if let Some(task) = self.task.lock().await.take() {
+        let tasks = std::mem::take(&mut *self.tasks.lock().await);
+        for task in tasks {
             task.await?;
         }
+        self.stats.lease_held.store(false, Ordering::Relaxed);
         self.outbox.release_lease().await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clock_strictly_increases_and_continues_after_a_later_stamp() {
+        let mut clock = PublishClock::default();
+        let (a, b) = (clock.next(), clock.next());
+        assert!(b > a);
+        let ahead = chrono::Utc::now().timestamp_millis() + 60_000;
+        clock.continue_after(ahead);
+        assert!(clock.synced);
+        assert_eq!(clock.next(), ahead + 1);
+        clock.continue_after(0);
+        assert_eq!(clock.next(), ahead + 2, "never back");
     }
 }

@@ -88,6 +88,98 @@ pub async fn replay_after(
         .map_err(|e| ReplayError::Kafka(Error::Task(e)))?
 }
 
+/// A short-lived consumer that reads by assignment: never committed, so no group
+/// forms on the broker.
+fn log_reader(config: &KafkaConfig) -> Result<BaseConsumer, Error> {
+    ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("client.id", &config.client_id)
+        .set(
+            "group.id",
+            format!("{}-reader-{}", config.client_id, uuid::Uuid::now_v7()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(Error::Config)
+}
+
+/// Every partition of `kinds`' topics with its low and high watermarks.
+fn partitions(
+    consumer: &BaseConsumer,
+    kinds: &[EventKind],
+    timeout: Duration,
+) -> Result<Vec<(EventKind, i32, i64, i64)>, Error> {
+    let mut all = Vec::new();
+    for &kind in kinds {
+        let meta = consumer
+            .fetch_metadata(Some(kind.topic()), timeout)
+            .map_err(Error::Metadata)?;
+        for t in meta.topics() {
+            for p in t.partitions() {
+                let (low, high) = consumer
+                    .fetch_watermarks(kind.topic(), p.id(), timeout)
+                    .map_err(Error::Metadata)?;
+                all.push((kind, p.id(), low, high));
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// The newest message timestamp on `kinds`' topics (the last message of each
+/// partition), `None` when they are empty: where a new relay lease holder continues
+/// its clock, so publication order survives a handover whatever the hosts' clocks.
+pub(crate) async fn latest_timestamp(
+    config: &KafkaConfig,
+    kinds: &[EventKind],
+) -> Result<Option<i64>, Error> {
+    let config = config.clone();
+    let kinds = kinds.to_vec();
+    tokio::task::spawn_blocking(move || read_latest_timestamp(&config, &kinds))
+        .await
+        .map_err(Error::Task)?
+}
+
+fn read_latest_timestamp(config: &KafkaConfig, kinds: &[EventKind]) -> Result<Option<i64>, Error> {
+    let timeout = config.call_timeout;
+    let consumer = log_reader(config)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut pending = HashSet::new();
+    for (kind, partition, low, high) in partitions(&consumer, kinds, timeout)? {
+        if high > low {
+            assignment
+                .add_partition_offset(kind.topic(), partition, Offset::Offset(high - 1))
+                .map_err(Error::Metadata)?;
+            pending.insert((kind.topic(), partition));
+        }
+    }
+    if pending.is_empty() {
+        return Ok(None);
+    }
+    consumer.assign(&assignment).map_err(Error::Metadata)?;
+    let deadline = Instant::now() + timeout;
+    let mut latest = None;
+    while !pending.is_empty() {
+        if Instant::now() > deadline {
+            return Err(Error::Timeout);
+        }
+        let message = match consumer.poll(Duration::from_millis(100)) {
+            None => continue,
+            Some(Err(e)) => return Err(Error::Metadata(e)),
+            Some(Ok(m)) => m,
+        };
+        let Some(kind) = EventKind::from_topic(message.topic()) else {
+            continue;
+        };
+        if pending.remove(&(kind.topic(), message.partition())) {
+            let ts = message.timestamp().to_millis();
+            latest = latest.max(ts);
+        }
+    }
+    Ok(latest)
+}
+
 /// The creation time a UUIDv7 event id carries.
 fn created_at_ms(id: &str) -> Result<i64, ReplayError> {
     let not_ours = || ReplayError::NotAnEventId(id.to_string());
@@ -107,38 +199,19 @@ fn read_log(
 ) -> Result<Replay, ReplayError> {
     let kafka = |e| ReplayError::Kafka(Error::Metadata(e));
     let timeout = config.call_timeout;
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", &config.client_id)
-        // Assigned manually and never committed: no group forms on the broker.
-        .set(
-            "group.id",
-            format!("{}-replay-{}", config.client_id, uuid::Uuid::now_v7()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .map_err(|e| ReplayError::Kafka(Error::Config(e)))?;
+    let consumer = log_reader(config).map_err(ReplayError::Kafka)?;
 
     // Where each partition ends now, and where the search starts in it.
     let mut covered = HashMap::new();
     let mut by_time = TopicPartitionList::new();
-    for &kind in kinds {
-        let meta = consumer
-            .fetch_metadata(Some(kind.topic()), timeout)
-            .map_err(kafka)?;
-        for t in meta.topics() {
-            for p in t.partitions() {
-                let (low, high) = consumer
-                    .fetch_watermarks(kind.topic(), p.id(), timeout)
-                    .map_err(kafka)?;
-                covered.insert((kind, p.id()), high);
-                if high > low {
-                    by_time
-                        .add_partition_offset(kind.topic(), p.id(), Offset::Offset(since_ms))
-                        .map_err(kafka)?;
-                }
-            }
+    for (kind, partition, low, high) in
+        partitions(&consumer, kinds, timeout).map_err(ReplayError::Kafka)?
+    {
+        covered.insert((kind, partition), high);
+        if high > low {
+            by_time
+                .add_partition_offset(kind.topic(), partition, Offset::Offset(since_ms))
+                .map_err(kafka)?;
         }
     }
     let starts = consumer

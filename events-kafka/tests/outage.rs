@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use data_mysql::{MysqlCheckouts, MysqlConfig};
 use domain::{CheckoutStore, EventKind, Outbox};
-use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
+use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay, RelayConfig};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use shutdown::Closeable;
@@ -111,7 +111,11 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
     let hub = EventHub::start(&kafka).await.unwrap();
     let mut rx = hub.subscribe();
     let producer = Arc::new(EventProducer::new(&kafka).unwrap());
-    let relay = OutboxRelay::spawn(Arc::clone(&store) as Arc<dyn Outbox>, Arc::clone(&producer));
+    let relay = OutboxRelay::spawn(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        Arc::clone(&producer),
+        RelayConfig::default(),
+    );
 
     let pid = Pid::from_raw(broker.child.id() as i32);
     kill(pid, Signal::SIGSTOP).unwrap();
@@ -130,10 +134,28 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
     );
     kill(pid, Signal::SIGCONT).unwrap();
 
+    receive_once_in_order(&mut rx, 100).await;
+    relay.close().await.unwrap();
+    assert!(
+        store.unsent(200).await.unwrap().is_empty(),
+        "all marked sent"
+    );
+    hub.close().await.unwrap();
+    producer.close().await.unwrap();
+    store.close().await.unwrap();
+    MysqlCheckouts::drop_database(&db).await.unwrap();
+}
+
+/// Receives `n` events, each once (bounded, so a loss fails), and checks that per
+/// topic and key (asset) they arrive in commit order.
+async fn receive_once_in_order(
+    rx: &mut tokio::sync::broadcast::Receiver<Arc<events_kafka::Delivered>>,
+    n: usize,
+) {
     let mut seen = HashSet::new();
     let mut per_key: HashMap<(String, EventKind), Vec<i32>> = HashMap::new();
     let received = tokio::time::timeout(Duration::from_secs(90), async {
-        while seen.len() < 100 {
+        while seen.len() < n {
             let d = rx.recv().await.expect("hub open");
             assert!(
                 seen.insert(d.event_id.clone().unwrap()),
@@ -149,22 +171,196 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
     .await;
     assert!(
         received.is_ok(),
-        "only {} of 100 events arrived",
+        "only {} of {n} events arrived",
         seen.len()
     );
-    // Per topic and key (asset), events arrive in commit order.
     for ((asset, kind), ids) in &per_key {
-        assert_eq!(ids.len(), 5, "{asset} {kind:?}");
+        assert_eq!(ids.len(), n / 20, "{asset} {kind:?}");
         assert!(
             ids.windows(2).all(|w| w[0] < w[1]),
             "order on {asset} {kind:?}: {ids:?}"
         );
     }
+}
+
+/// The outbox, with a gate the test opens: the relay takes its lease (and continues
+/// its clock from the broker) and then waits at its first read until the test has
+/// written the backlog and frozen the broker.
+struct Gated {
+    store: Arc<MysqlCheckouts>,
+    reading: tokio::sync::watch::Sender<bool>,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+#[async_trait::async_trait]
+impl Outbox for Gated {
+    async fn unsent(&self, limit: u32) -> Result<Vec<domain::OutboxEvent>, domain::StoreError> {
+        self.reading.send_replace(true);
+        let mut open = self.open.subscribe();
+        let _ = open.wait_for(|o| *o).await;
+        self.store.unsent(limit).await
+    }
+    async fn mark_sent(&self, seqs: &[i64]) -> Result<(), domain::StoreError> {
+        self.store.mark_sent(seqs).await
+    }
+    async fn hold_lease(&self) -> Result<domain::Lease, domain::StoreError> {
+        self.store.hold_lease().await
+    }
+    async fn release_lease(&self) {
+        self.store.release_lease().await;
+    }
+    async fn purge_sent(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, domain::StoreError> {
+        self.store.purge_sent(before, limit).await
+    }
+    async fn backlog(&self) -> Result<domain::OutboxBacklog, domain::StoreError> {
+        self.store.backlog().await
+    }
+}
+
+/// A backlog is queued as one batch (pipelined: all of it in flight at once, not
+/// one event per broker round trip); closing while the broker hangs is bounded by
+/// the drain timeout, marks nothing it could not confirm and frees the lease; the
+/// next relay publishes everything, each event once and in order per asset.
+async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_hangs(
+    server: SqlServer,
+) {
+    let broker = start_broker();
+    let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
+    let (store, db) = fresh_store(server).await;
+    let store = Arc::new(store);
+    let hub = EventHub::start(&kafka).await.unwrap();
+    let mut rx = hub.subscribe();
+    let gated = Arc::new(Gated {
+        store: Arc::clone(&store),
+        reading: tokio::sync::watch::Sender::new(false),
+        open: tokio::sync::watch::Sender::new(false),
+    });
+    let mut reading = gated.reading.subscribe();
+    let producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let config = RelayConfig {
+        drain_timeout: Duration::from_secs(1),
+        ..RelayConfig::default()
+    };
+    let relay = OutboxRelay::spawn(
+        Arc::clone(&gated) as Arc<dyn Outbox>,
+        Arc::clone(&producer),
+        config,
+    );
+    tokio::time::timeout(Duration::from_secs(20), reading.wait_for(|r| *r))
+        .await
+        .expect("the relay took its lease and reads")
+        .unwrap();
+    for i in 0..50 {
+        let upc = demo_data::copy_upc(i % 10);
+        store.check_out(&upc, "a@b.org").await.unwrap();
+        store.check_in(&upc).await.unwrap();
+    }
+    let pid = Pid::from_raw(broker.child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    gated.open.send_replace(true);
+    // Polls the producer (the condition), bounded.
+    let queued = tokio::time::timeout(Duration::from_secs(20), async {
+        while producer.in_flight() < 100 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(queued.is_ok(), "{} of 100 in flight", producer.in_flight());
+    assert!(relay.stats().lease_held());
+
+    let started = std::time::Instant::now();
     relay.close().await.unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(4), "close took {took:?}");
+    assert!(!relay.stats().lease_held());
+    assert_eq!(relay.stats().published(), 0);
+    assert_eq!(
+        store.unsent(200).await.unwrap().len(),
+        100,
+        "nothing unconfirmed is marked sent"
+    );
+    kill(pid, Signal::SIGCONT).unwrap();
+
+    // A new relay (as a standby would) takes the lease at once and sends it all.
+    let next_producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let next = OutboxRelay::spawn(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        Arc::clone(&next_producer),
+        RelayConfig::default(),
+    );
+    receive_once_in_order(&mut rx, 100).await;
+    next.close().await.unwrap();
     assert!(
         store.unsent(200).await.unwrap().is_empty(),
         "all marked sent"
     );
+    assert_eq!(next.stats().published(), 100);
+    hub.close().await.unwrap();
+    // The first producer's flush may time out on what it had in flight: bounded.
+    let _ = producer.close().await;
+    next_producer.close().await.unwrap();
+    store.close().await.unwrap();
+    MysqlCheckouts::drop_database(&db).await.unwrap();
+}
+
+/// A new lease holder continues after the newest timestamp on the topics: here a
+/// previous holder's clock ran two minutes ahead, and the new holder's event still
+/// comes after its last one in publication order.
+async fn a_new_holder_continues_after_the_newest_timestamp_on_the_topics(server: SqlServer) {
+    let broker = start_broker();
+    let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
+    let (store, db) = fresh_store(server).await;
+    let store = Arc::new(store);
+    let hub = EventHub::start(&kafka).await.unwrap();
+    let mut rx = hub.subscribe();
+    let producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let ahead_ms = chrono::Utc::now().timestamp_millis() + 120_000;
+    let earlier = domain::Checkout {
+        id: 1,
+        user_email: "a@b.org".into(),
+        asset_upc: demo_data::copy_upc(1),
+        checkout_date: chrono::Utc::now(),
+        checkin_date: None,
+    };
+    let payload = serde_json::to_string(&domain::CheckoutEvent::from(&earlier)).unwrap();
+    producer
+        .publish(
+            "checkin",
+            &earlier.asset_upc,
+            "previous-holder",
+            &payload,
+            ahead_ms,
+        )
+        .await
+        .unwrap();
+    store
+        .check_out(&demo_data::copy_upc(2), "a@b.org")
+        .await
+        .unwrap();
+    let relay = OutboxRelay::spawn(
+        Arc::clone(&store) as Arc<dyn Outbox>,
+        Arc::clone(&producer),
+        RelayConfig::default(),
+    );
+    let mut stamps = HashMap::new();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while stamps.len() < 2 {
+            let d = rx.recv().await.expect("hub open");
+            stamps.insert(d.event.asset_upc.clone(), d.timestamp_ms);
+        }
+    })
+    .await
+    .expect("both events arrive");
+    assert_eq!(stamps[&demo_data::copy_upc(1)], ahead_ms);
+    assert!(
+        stamps[&demo_data::copy_upc(2)] > ahead_ms,
+        "the new holder's event is stamped after the newest: {stamps:?}"
+    );
+    relay.close().await.unwrap();
     hub.close().await.unwrap();
     producer.close().await.unwrap();
     store.close().await.unwrap();
@@ -174,4 +370,6 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
 testkit::on_each_sql_server!(
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     a_broker_outage_loses_nothing_and_duplicates_nothing,
+    a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_hangs,
+    a_new_holder_continues_after_the_newest_timestamp_on_the_topics,
 );

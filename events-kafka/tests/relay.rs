@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use data_mysql::MysqlCheckouts;
-use domain::{CheckoutStore, Outbox, OutboxEvent, StoreError};
-use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay};
+use domain::{CheckoutStore, Lease, Outbox, OutboxBacklog, OutboxEvent, StoreError};
+use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay, RelayConfig};
 use shutdown::Closeable;
 use testkit::SqlServer;
 
@@ -34,11 +34,21 @@ impl Outbox for Instance {
             .extend_from_slice(seqs);
         self.store.mark_sent(seqs).await
     }
-    async fn hold_lease(&self) -> Result<bool, StoreError> {
+    async fn hold_lease(&self) -> Result<Lease, StoreError> {
         self.store.hold_lease().await
     }
     async fn release_lease(&self) {
         self.store.release_lease().await;
+    }
+    async fn purge_sent(
+        &self,
+        sent_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError> {
+        self.store.purge_sent(sent_before, limit).await
+    }
+    async fn backlog(&self) -> Result<OutboxBacklog, StoreError> {
+        self.store.backlog().await
     }
 }
 
@@ -102,8 +112,14 @@ async fn two_instances_never_publish_a_row_twice_and_a_standby_takes_over(server
     let hub = EventHub::start(&kafka).await.unwrap();
     let mut rx = hub.subscribe();
     let producer = Arc::new(EventProducer::new(&kafka).unwrap());
-    let relay_a = OutboxRelay::spawn(Arc::clone(&a) as Arc<dyn Outbox>, Arc::clone(&producer));
-    let relay_b = OutboxRelay::spawn(Arc::clone(&b) as Arc<dyn Outbox>, Arc::clone(&producer));
+    let spawn = |i: &Arc<Instance>| {
+        OutboxRelay::spawn(
+            Arc::clone(i) as Arc<dyn Outbox>,
+            Arc::clone(&producer),
+            RelayConfig::default(),
+        )
+    };
+    let (relay_a, relay_b) = (spawn(&a), spawn(&b));
 
     // The run's UPC prefix: 8 digits from the unique name's tail.
     let name = testkit::unique_name("r");
@@ -131,6 +147,14 @@ async fn two_instances_never_publish_a_row_twice_and_a_standby_takes_over(server
         "the holder relayed every row once"
     );
     assert!(standby.marked().is_empty(), "the standby published nothing");
+    assert!(holder_relay.stats().lease_held() && !standby_relay.stats().lease_held());
+    assert_eq!(
+        (
+            holder_relay.stats().published(),
+            standby_relay.stats().published()
+        ),
+        (20, 0)
+    );
 
     // The holder leaves (its lease goes with it); the standby relays what follows.
     holder_relay.close().await.unwrap();

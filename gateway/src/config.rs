@@ -157,6 +157,8 @@ pub struct Services {
     pub mongo: data_mongo::MongoConfig,
     /// `KAFKA_BROKERS`.
     pub kafka_brokers: String,
+    /// The outbox relay (`OUTBOX_RETENTION_SECONDS`, 7 days).
+    pub relay: events_kafka::RelayConfig,
 }
 
 /// Why the configuration cannot be used.
@@ -225,6 +227,7 @@ struct Raw {
     graphql_max_response_bytes: Option<usize>,
     querycache_max_rows: Option<u32>,
     querycache_reuse_seconds: Option<f64>,
+    outbox_retention_seconds: Option<f64>,
 }
 
 /// Every environment name the gateway reads (the deploy checks compare against it).
@@ -275,6 +278,7 @@ pub const KNOWN_NAMES: &[&str] = &[
     "GRAPHQL_MAX_RESPONSE_BYTES",
     "QUERYCACHE_MAX_ROWS",
     "QUERYCACHE_REUSE_SECONDS",
+    "OUTBOX_RETENTION_SECONDS",
 ];
 
 /// Seconds as a duration; `default` when unset, negative or not finite.
@@ -377,10 +381,13 @@ impl Settings {
             mongo.user = raw.mongo_user.clone().filter(|u| !u.is_empty());
             mongo.password = raw.mongo_password.clone().map(SecretString::from);
             mongo.pool_size = raw.mongo_connection_pool_size.unwrap_or(10);
+            let mut relay = events_kafka::RelayConfig::default();
+            relay.retention = secs(raw.outbox_retention_seconds, relay.retention);
             Services {
                 mysql,
                 mongo,
                 kafka_brokers: text(&raw.kafka_brokers),
+                relay,
             }
         });
         let server = ServerSettings::defaults(production);

@@ -41,6 +41,8 @@ fn counted(stores: Stores, metrics: &Metrics) -> Stores {
 struct Backends {
     stores: Stores,
     samplers: Vec<Sampler>,
+    /// The outbox relay's figures, with real services.
+    relay: Option<Arc<events_kafka::RelayStats>>,
     verifier: Verifier,
     #[cfg(feature = "dev")]
     dev_issuer: Option<Arc<DevIssuer>>,
@@ -136,7 +138,7 @@ impl Application {
         for c in backends.closeables {
             coordinator.register(c);
         }
-        let metrics = Arc::new(Metrics::new(backends.samplers).context("metrics")?);
+        let metrics = Arc::new(Metrics::new(backends.samplers, backends.relay).context("metrics")?);
         let stores = counted(backends.stores, &metrics);
         let pipeline = Arc::new(pipeline(&settings, stores, Arc::clone(&metrics)));
         let websockets = WsTracker::default();
@@ -267,6 +269,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
     Ok(Backends {
         stores,
         samplers: Vec::new(),
+        relay: None,
         verifier: verifier(keys, settings),
         dev_issuer: Some(issuer),
         dependencies,
@@ -366,6 +369,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     let relay = Arc::new(OutboxRelay::spawn(
         Arc::clone(&mysql) as Arc<dyn Outbox>,
         Arc::clone(&producer),
+        services.relay.clone(),
     ));
     let kicker = relay.kicker();
     let url = settings
@@ -392,6 +396,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     Ok(Backends {
         stores,
         samplers: vec![sampler],
+        relay: Some(relay.stats()),
         verifier: verifier(keys.clone(), settings),
         #[cfg(feature = "dev")]
         dev_issuer: None,

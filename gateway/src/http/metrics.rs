@@ -1,13 +1,15 @@
 //! Prometheus metrics at `/metrics`: requests and latency per operation, errors per
-//! code, open WebSockets, and the MySQL pool's connections. One registry per
+//! code, open WebSockets, the MySQL pool's connections and the outbox relay's
+//! backlog, rate and lease. One registry per
 //! application (no global state, so tests can run several apps in one process).
 
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
+use events_kafka::RelayStats;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use super::HttpState;
@@ -25,11 +27,72 @@ pub struct Metrics {
     pool: IntGaugeVec,
     datasource_calls: IntCounterVec,
     samplers: Vec<Sampler>,
+    relay: Option<RelayMetrics>,
+}
+
+/// The outbox relay's metrics, copied from its `RelayStats` at each scrape.
+struct RelayMetrics {
+    stats: Arc<RelayStats>,
+    backlog: IntGauge,
+    oldest_unsent: Gauge,
+    published: IntCounter,
+    purged: IntCounter,
+    lease_held: IntGauge,
+}
+
+impl RelayMetrics {
+    fn new(registry: &Registry, stats: Arc<RelayStats>) -> Result<Self, prometheus::Error> {
+        let m = RelayMetrics {
+            stats,
+            backlog: IntGauge::new(
+                "outbox_backlog_events",
+                "Outbox events not yet published (measured every 10 s)",
+            )?,
+            oldest_unsent: Gauge::new(
+                "outbox_oldest_unsent_seconds",
+                "Age of the oldest outbox event not yet published (0 when none)",
+            )?,
+            published: IntCounter::new(
+                "outbox_published_events_total",
+                "Outbox events this instance published (broker-acknowledged)",
+            )?,
+            purged: IntCounter::new(
+                "outbox_purged_events_total",
+                "Sent outbox events this instance deleted after the retention",
+            )?,
+            lease_held: IntGauge::new(
+                "outbox_relay_lease_held",
+                "1 on the instance holding the relay lease (the one publishing)",
+            )?,
+        };
+        registry.register(Box::new(m.backlog.clone()))?;
+        registry.register(Box::new(m.oldest_unsent.clone()))?;
+        registry.register(Box::new(m.published.clone()))?;
+        registry.register(Box::new(m.purged.clone()))?;
+        registry.register(Box::new(m.lease_held.clone()))?;
+        Ok(m)
+    }
+
+    fn sample(&self) {
+        let s = &self.stats;
+        self.backlog.set(s.backlog() as i64);
+        self.oldest_unsent.set(s.oldest_unsent_age().as_secs_f64());
+        // Counters only go up: add what the relay counted since the last scrape.
+        self.published
+            .inc_by(s.published().saturating_sub(self.published.get()));
+        self.purged
+            .inc_by(s.purged().saturating_sub(self.purged.get()));
+        self.lease_held.set(i64::from(s.lease_held()));
+    }
 }
 
 impl Metrics {
-    /// Registers every metric; `samplers` feed the pool gauge at each scrape.
-    pub fn new(samplers: Vec<Sampler>) -> Result<Self, prometheus::Error> {
+    /// Registers every metric; `samplers` feed the pool gauge at each scrape, and
+    /// `relay` (with real services) the outbox metrics.
+    pub fn new(
+        samplers: Vec<Sampler>,
+        relay: Option<Arc<RelayStats>>,
+    ) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -70,6 +133,9 @@ impl Metrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(websockets.clone()))?;
         registry.register(Box::new(pool.clone()))?;
+        let relay = relay
+            .map(|stats| RelayMetrics::new(&registry, stats))
+            .transpose()?;
         Ok(Metrics {
             registry,
             requests,
@@ -79,6 +145,7 @@ impl Metrics {
             pool,
             datasource_calls,
             samplers,
+            relay,
         })
     }
 
@@ -112,6 +179,9 @@ impl Metrics {
                 self.pool.with_label_values(&[pool, state]).set(value);
             }
         }
+        if let Some(relay) = &self.relay {
+            relay.sample();
+        }
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
@@ -133,7 +203,7 @@ mod tests {
 
     #[test]
     fn records_and_renders() {
-        let m = Metrics::new(vec![Arc::new(|| vec![("mysql:idle", 3)])]).unwrap();
+        let m = Metrics::new(vec![Arc::new(|| vec![("mysql:idle", 3)])], None).unwrap();
         m.observe("Books", 0.004, &[]);
         m.observe("anonymous", 0.2, &["NOT_AUTHORIZED".into()]);
         m.observe("other", 0.2, &[]);
@@ -147,5 +217,21 @@ mod tests {
         assert!(text.contains(r#"graphql_errors_total{code="NOT_AUTHORIZED"} 1"#));
         assert!(text.contains("graphql_websockets_open 2"));
         assert!(text.contains(r#"datasource_pool_connections{pool="mysql",state="idle"} 3"#));
+        assert!(!text.contains("outbox_"), "no relay, no outbox metrics");
+    }
+
+    #[test]
+    fn the_relay_metrics_start_at_zero() {
+        let m = Metrics::new(Vec::new(), Some(Arc::new(RelayStats::default()))).unwrap();
+        let text = String::from_utf8(m.render(0)).unwrap();
+        for line in [
+            "outbox_backlog_events 0",
+            "outbox_oldest_unsent_seconds 0",
+            "outbox_published_events_total 0",
+            "outbox_purged_events_total 0",
+            "outbox_relay_lease_held 0",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

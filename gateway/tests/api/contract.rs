@@ -670,6 +670,25 @@ async fn metrics_count_requests_and_errors(app: &TestApp) {
             text.contains(r#"datasource_pool_connections{pool="mysql",state="open"}"#),
             "{text}"
         );
+        // This app's database is its own, so its relay takes the lease at its first
+        // round: polled (the condition), bounded.
+        let mut text = text;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !text.contains("outbox_relay_lease_held 1") && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            text = app.metrics().await;
+        }
+        for line in [
+            "outbox_relay_lease_held 1",
+            "outbox_backlog_events ",
+            "outbox_oldest_unsent_seconds ",
+            "outbox_published_events_total ",
+            "outbox_purged_events_total ",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    } else {
+        assert!(!text.contains("outbox_"), "no relay without Kafka: {text}");
     }
 }
 contract!(metrics_count_requests_and_errors);

@@ -60,6 +60,7 @@ pub fn real_settings(server: SqlServer) -> (Settings, MysqlConfig, MongoConfig) 
         mysql: mysql.clone(),
         mongo: mongo.clone(),
         kafka_brokers: s.var("KAFKA_BROKERS").to_string(),
+        relay: Default::default(),
     });
     settings.auth.key_url = Some(s.var("PUBLIC_JWT_KEY_URL").to_string());
     (settings, mysql, mongo)
