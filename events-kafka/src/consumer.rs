@@ -4,10 +4,12 @@
 //! behind on the broker, and every instance sees every event). Fan-out uses a
 //! bounded broadcast channel: a subscriber that falls behind gets `Lagged` and is
 //! dropped by its owner, never slowing the others. Duplicates (at-least-once
-//! delivery) are filtered by the event-id header.
+//! delivery) are filtered by the event-id header, and a copy's events go out in
+//! commit order across the two topics (`order`).
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use domain::EventKind;
@@ -18,12 +20,15 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use crate::delivered::{decode, in_publication_order, Delivered};
+use crate::order::CopyOrder;
 use crate::{Error, KafkaConfig};
 
 /// Subscribers this far behind are cut off (they get `Lagged`).
 const FANOUT_CAPACITY: usize = 1024;
 /// How many recent event ids are remembered for de-duplication.
 const DEDUP_WINDOW: usize = 10_000;
+/// The longest an event waits for its copy's previous event (see `order`).
+const MAX_HOLD: Duration = Duration::from_millis(500);
 
 /// The process's consumer and its fan-out.
 pub struct EventHub {
@@ -115,9 +120,17 @@ async fn run(
 ) {
     let mut seen: VecDeque<String> = VecDeque::new();
     let mut seen_set: HashSet<String> = HashSet::new();
+    let mut order = CopyOrder::new(MAX_HOLD);
     loop {
+        let due = order.next_due();
         let message = tokio::select! {
             () = stop.cancelled() => return,
+            () = sleep_until(due) => {
+                for d in order.expired(Instant::now()) {
+                    let _ = sender.send(Arc::new(d));
+                }
+                continue;
+            }
             m = consumer.recv() => m,
         };
         // Everything else already received goes out with it, in publication order:
@@ -146,8 +159,18 @@ async fn run(
                 }
             }
             // No subscriber is fine: live events are not stored here.
-            let _ = sender.send(Arc::new(delivered));
+            for d in order.admit(delivered, Instant::now()) {
+                let _ = sender.send(Arc::new(d));
+            }
         }
+    }
+}
+
+/// Sleeps until `due`; forever when there is nothing due.
+async fn sleep_until(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 

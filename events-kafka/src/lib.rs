@@ -10,6 +10,7 @@ mod delivered;
 mod error;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+mod order;
 mod producer;
 mod relay;
 mod replay;

@@ -5,12 +5,15 @@
 //! duplicate by event id. Only the instance holding the outbox's lease relays: the
 //! others stand by, so one row is never published twice by two instances.
 //!
-//! A batch is queued at once and acknowledged together (one broker round trip per
-//! batch, not per event; the idempotent producer keeps per-partition order), right
-//! after the lease is confirmed on its own connection. Housekeeping, on a task of
-//! its own, measures the backlog on every instance and, on the holder only, deletes
+//! Events on distinct copies are queued together and acknowledged together (one
+//! broker round trip per wave, not per event; the idempotent producer keeps
+//! per-partition order), while a copy's next event waits for the acknowledgement of
+//! its previous one, so that its two topics hold its events in commit order. A batch
+//! is queued right after the lease is confirmed on its own connection.
+//! Housekeeping, on a task of its own, measures the backlog on every instance and, on the holder only, deletes
 //! sent events older than the retention in short statements.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +24,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::EventProducer;
+use crate::{EventProducer, Pending};
 
 /// Events fetched per round.
 const BATCH: u32 = 100;
@@ -237,8 +240,9 @@ impl Relay {
     /// Publishes one batch. The lease is confirmed (on its own connection, so the
     /// connection is alive and the lock still ours) after the batch is read and
     /// right before it is queued: a relay that lost its lease queues nothing more.
-    /// Acknowledgements are awaited in order and the acknowledged prefix is marked
-    /// sent; after the first failure the rest is published again later (consumers
+    /// Events on distinct copies are queued together (waves); acknowledgements
+    /// are awaited in order and the acknowledged prefix is marked sent; after the
+    /// first failure the rest is published again later (consumers
     /// drop duplicates by event id) rather than risk per-asset order. Told to stop,
     /// it waits for what is in flight up to `drain_timeout`, then cancels the rest.
     async fn relay_once(&self, clock: &mut PublishClock) -> Result<Round, BoxError> {
@@ -254,53 +258,55 @@ impl Relay {
         }
         let full = batch.len() == BATCH as usize;
         let mut failure: Option<BoxError> = None;
-        let mut pending = Vec::with_capacity(batch.len());
-        for event in &batch {
-            match self.producer.enqueue(
-                &event.topic,
-                &event.key,
-                &event.event_id,
-                &event.payload,
-                clock.next(),
-            ) {
-                Ok(p) => pending.push(p),
-                Err(e) => {
-                    failure = Some(Box::new(e));
-                    break;
+        let mut sent = Vec::with_capacity(batch.len());
+        let mut deadline: Option<Instant> = None;
+        let mut rest = &batch[..];
+        'waves: while !rest.is_empty() && !self.stop.is_cancelled() {
+            // A wave: the longest run of events on distinct copies, queued together.
+            // A copy's next event waits for the previous one's acknowledgement, so
+            // its two topics hold its events in commit order.
+            let mut copies = HashSet::new();
+            let len = rest
+                .iter()
+                .take_while(|e| copies.insert(e.key.as_str()))
+                .count();
+            let (wave, tail) = rest.split_at(len);
+            rest = tail;
+            let mut pending = Vec::with_capacity(wave.len());
+            for event in wave {
+                match self.producer.enqueue(
+                    &event.topic,
+                    &event.key,
+                    &event.event_id,
+                    &event.payload,
+                    clock.next(),
+                ) {
+                    Ok(p) => pending.push(p),
+                    Err(e) => {
+                        failure = Some(Box::new(e));
+                        break;
+                    }
                 }
             }
-        }
-        let mut sent = Vec::with_capacity(pending.len());
-        let mut deadline: Option<Instant> = None;
-        for (event, p) in batch.iter().zip(pending) {
-            let ack = p.acknowledged();
-            tokio::pin!(ack);
-            let acked = loop {
-                if deadline.is_none() && self.stop.is_cancelled() {
-                    deadline = Some(Instant::now() + self.config.drain_timeout);
+            for (event, p) in wave.iter().zip(pending) {
+                match self.acknowledged(p, &mut deadline).await {
+                    Some(Ok(_)) => sent.push(event.seq),
+                    Some(Err(e)) => {
+                        failure = Some(Box::new(e));
+                        break 'waves;
+                    }
+                    None => {
+                        tracing::warn!(
+                            unacknowledged = batch.len() - sent.len(),
+                            "outbox relay: stopping before the broker acknowledged; cancelling what is queued"
+                        );
+                        self.producer.cancel_queued();
+                        break 'waves;
+                    }
                 }
-                match deadline {
-                    Some(at) => break tokio::time::timeout_at(at, &mut ack).await.ok(),
-                    None => tokio::select! {
-                        r = &mut ack => break Some(r),
-                        () = self.stop.cancelled() => {}
-                    },
-                }
-            };
-            match acked {
-                Some(Ok(_)) => sent.push(event.seq),
-                Some(Err(e)) => {
-                    failure = Some(Box::new(e));
-                    break;
-                }
-                None => {
-                    tracing::warn!(
-                        unacknowledged = batch.len() - sent.len(),
-                        "outbox relay: stopping before the broker acknowledged; cancelling what is queued"
-                    );
-                    self.producer.cancel_queued();
-                    break;
-                }
+            }
+            if failure.is_some() {
+                break;
             }
         }
         self.stats
@@ -310,6 +316,29 @@ impl Relay {
         match failure {
             Some(e) => Err(e),
             None => Ok(Round::Published(full && sent.len() == batch.len())),
+        }
+    }
+
+    /// `pending`'s acknowledgement; once told to stop, waited for until `deadline`
+    /// (set then, `drain_timeout` away) and `None` past it.
+    async fn acknowledged(
+        &self,
+        pending: Pending,
+        deadline: &mut Option<Instant>,
+    ) -> Option<Result<(i32, i64), crate::Error>> {
+        let ack = pending.acknowledged();
+        tokio::pin!(ack);
+        loop {
+            if deadline.is_none() && self.stop.is_cancelled() {
+                *deadline = Some(Instant::now() + self.config.drain_timeout);
+            }
+            match *deadline {
+                Some(at) => return tokio::time::timeout_at(at, &mut ack).await.ok(),
+                None => tokio::select! {
+                    r = &mut ack => return Some(r),
+                    () = self.stop.cancelled() => {}
+                },
+            }
         }
     }
 

@@ -143,7 +143,8 @@ impl TestApp {
         }
     }
 
-    async fn start(
+    /// An app on `settings`; with `cleanup`, it drops those databases when dropped.
+    pub async fn start(
         settings: Settings,
         server: Option<SqlServer>,
         cleanup: Option<(MysqlConfig, MongoConfig)>,

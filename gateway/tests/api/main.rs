@@ -3,6 +3,7 @@
 
 mod clients;
 mod contract;
+mod handover;
 mod helpers;
 mod hostile;
 mod pipeline;

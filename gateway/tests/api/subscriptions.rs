@@ -10,10 +10,10 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::contract;
 use crate::helpers::TestApp;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(app: &TestApp, protocol: &str) -> Ws {
+pub(crate) async fn connect(app: &TestApp, protocol: &str) -> Ws {
     let mut req = format!("ws://127.0.0.1:{}/graphql", app.port)
         .into_client_request()
         .unwrap();
@@ -26,12 +26,12 @@ async fn connect(app: &TestApp, protocol: &str) -> Ws {
     ws
 }
 
-async fn send(ws: &mut Ws, v: Value) {
+pub(crate) async fn send(ws: &mut Ws, v: Value) {
     ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 /// The next JSON text message, or the close code; bounded so a hang fails.
-async fn next(ws: &mut Ws, within: Duration) -> Option<Result<Value, u16>> {
+pub(crate) async fn next(ws: &mut Ws, within: Duration) -> Option<Result<Value, u16>> {
     let msg = tokio::time::timeout(within, async {
         loop {
             match ws.next().await {
@@ -74,7 +74,7 @@ async fn trigger_until_seen(app: &TestApp, ws: &mut Ws, upc: &str, data_type: &s
 const SUBSCRIPTION: &str = "subscription { checkoutStatusUpdate { id assetUpc userEmail checkinDate eventId patron { firstName } } }";
 
 /// Connects with `protocol`, sends `connection_init` with `payload`, expects the ack.
-async fn acknowledged(app: &TestApp, protocol: &str, payload: Value) -> Ws {
+pub(crate) async fn acknowledged(app: &TestApp, protocol: &str, payload: Value) -> Ws {
     let mut ws = connect(app, protocol).await;
     send(
         &mut ws,
