@@ -31,6 +31,18 @@ impl MysqlCheckouts {
         conn.check(result)
     }
 
+    /// Rows in the outbox, sent or not (the outbox benchmark watches its size).
+    pub async fn outbox_rows(&self) -> Result<u64, StoreError> {
+        use diesel::prelude::*;
+        use diesel_async::RunQueryDsl;
+        let mut conn = self.pool.get().await?;
+        let result: QueryResult<i64> = crate::schema::checkout_outbox::table
+            .count()
+            .get_result(&mut *conn)
+            .await;
+        conn.check(result).map(|n| n.max(0) as u64)
+    }
+
     /// Empties the checkouts and the outbox (the seed tool's `--reset`).
     pub async fn delete_all(&self) -> Result<(), StoreError> {
         let mut conn = self.pool.get().await?;

@@ -23,6 +23,9 @@ impl EventProducer {
             .set("client.id", &config.client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
+            // The relay queues a wave at once: send it now rather than wait the
+            // default 5 ms for more (that would add to every event's delivery).
+            .set("linger.ms", "1")
             .set(
                 "message.timeout.ms",
                 config.delivery_timeout.as_millis().to_string(),

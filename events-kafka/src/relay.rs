@@ -5,29 +5,31 @@
 //! duplicate by event id. Only the instance holding the outbox's lease relays: the
 //! others stand by, so one row is never published twice by two instances.
 //!
-//! Events on distinct copies are queued together and acknowledged together (one
-//! broker round trip per wave, not per event; the idempotent producer keeps
-//! per-partition order), while a copy's next event waits for the acknowledgement of
-//! its previous one, so that its two topics hold its events in commit order. A batch
-//! is queued right after the lease is confirmed on its own connection.
-//! Housekeeping, on a task of its own, measures the backlog on every instance and, on the holder only, deletes
-//! sent events older than the retention in short statements.
+//! A batch goes out in waves: events on distinct copies are queued and acknowledged
+//! together (one broker round trip per wave, not per event; the idempotent producer
+//! keeps per-partition order), while a copy's next event waits for the
+//! acknowledgement of its previous one, so that its two topics hold its events in
+//! commit order. Each wave is queued right after the lease is confirmed on its own
+//! connection. Housekeeping, on a task of its own, measures the backlog on every
+//! instance and, on the holder only, deletes sent events older than the retention
+//! in short statements.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use domain::{EventKind, Lease, Outbox, OutboxBacklog};
+use domain::{EventKind, Lease, Outbox, OutboxBacklog, OutboxEvent};
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::{EventProducer, Pending};
 
-/// Events fetched per round.
-const BATCH: u32 = 100;
+/// Events fetched per round: with waves, a round costs a few broker round trips
+/// whatever its size, so it is large.
+const BATCH: u32 = 1000;
 /// How often the outbox is polled when nobody kicks the relay.
 const POLL: Duration = Duration::from_millis(500);
 /// Backoff bounds while the broker or the database is down.
@@ -238,11 +240,11 @@ impl Relay {
     }
 
     /// Publishes one batch. The lease is confirmed (on its own connection, so the
-    /// connection is alive and the lock still ours) after the batch is read and
-    /// right before it is queued: a relay that lost its lease queues nothing more.
-    /// Events on distinct copies are queued together (waves); acknowledgements
-    /// are awaited in order and the acknowledged prefix is marked sent; after the
-    /// first failure the rest is published again later (consumers
+    /// connection is alive and the lock still ours) before each wave is queued: a
+    /// relay that lost its lease queues nothing more.
+    /// The batch goes out in `waves`; acknowledgements are awaited in order and
+    /// what was acknowledged is marked sent; after the first failure the rest is
+    /// published again later (consumers
     /// drop duplicates by event id) rather than risk per-asset order. Told to stop,
     /// it waits for what is in flight up to `drain_timeout`, then cancels the rest.
     async fn relay_once(&self, clock: &mut PublishClock) -> Result<Round, BoxError> {
@@ -253,27 +255,29 @@ impl Relay {
         if batch.is_empty() || self.stop.is_cancelled() {
             return Ok(Round::Published(false));
         }
-        if !self.hold_lease(clock).await? {
-            return Ok(Round::Standby);
-        }
         let full = batch.len() == BATCH as usize;
         let mut failure: Option<BoxError> = None;
         let mut sent = Vec::with_capacity(batch.len());
         let mut deadline: Option<Instant> = None;
-        let mut rest = &batch[..];
-        'waves: while !rest.is_empty() && !self.stop.is_cancelled() {
-            // A wave: the longest run of events on distinct copies, queued together.
-            // A copy's next event waits for the previous one's acknowledgement, so
-            // its two topics hold its events in commit order.
-            let mut copies = HashSet::new();
-            let len = rest
-                .iter()
-                .take_while(|e| copies.insert(e.key.as_str()))
-                .count();
-            let (wave, tail) = rest.split_at(len);
-            rest = tail;
+        let mut standby = false;
+        'waves: for wave in waves(&batch) {
+            if self.stop.is_cancelled() {
+                break;
+            }
+            // Confirmed before each wave: one lock query, next to a broker round trip.
+            match self.hold_lease(clock).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    standby = true;
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
             let mut pending = Vec::with_capacity(wave.len());
-            for event in wave {
+            for event in &wave {
                 match self.producer.enqueue(
                     &event.topic,
                     &event.key,
@@ -315,6 +319,7 @@ impl Relay {
         self.outbox.mark_sent(&sent).await?;
         match failure {
             Some(e) => Err(e),
+            None if standby => Ok(Round::Standby),
             None => Ok(Round::Published(full && sent.len() == batch.len())),
         }
     }
@@ -412,6 +417,24 @@ impl PublishClock {
     }
 }
 
+/// A batch in waves, each queued together: the k-th event of each copy in the batch
+/// goes in wave k, so a copy's next event is queued only once its previous one is
+/// acknowledged (its two topics then hold its events in commit order), while
+/// different copies travel together. A batch on distinct copies is one wave.
+fn waves(batch: &[OutboxEvent]) -> Vec<Vec<&OutboxEvent>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut waves: Vec<Vec<&OutboxEvent>> = Vec::new();
+    for event in batch {
+        let k = seen.entry(event.key.as_str()).or_insert(0);
+        if waves.len() <= *k {
+            waves.push(Vec::new());
+        }
+        waves[*k].push(event);
+        *k += 1;
+    }
+    waves
+}
+
 #[async_trait]
 impl shutdown::Closeable for OutboxRelay {
     fn name(&self) -> &str {
@@ -436,6 +459,29 @@ impl shutdown::Closeable for OutboxRelay {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(seq: i64, key: &str) -> OutboxEvent {
+        OutboxEvent {
+            seq,
+            event_id: seq.to_string(),
+            topic: "checkout".into(),
+            key: key.into(),
+            payload: String::new(),
+        }
+    }
+
+    #[test]
+    fn waves_hold_each_copy_once_in_order() {
+        let batch: Vec<OutboxEvent> = [(1, "a"), (2, "b"), (3, "a"), (4, "c"), (5, "a"), (6, "b")]
+            .map(|(seq, key)| event(seq, key))
+            .into();
+        let seqs: Vec<Vec<i64>> = waves(&batch)
+            .iter()
+            .map(|w| w.iter().map(|e| e.seq).collect())
+            .collect();
+        assert_eq!(seqs, [vec![1, 2, 4], vec![3, 6], vec![5]]);
+        assert_eq!(waves(&batch[..2]).len(), 1, "distinct copies: one wave");
+    }
 
     #[test]
     fn the_clock_strictly_increases_and_continues_after_a_later_stamp() {
