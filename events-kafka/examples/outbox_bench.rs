@@ -5,9 +5,9 @@
 //!   sustains, measured), then the relay started while the same writers go on at
 //!   full speed: its events per second, and the backlog and oldest unsent age each
 //!   second until it has caught up (the relay must not be the bottleneck).
-//! - `retention N`: N mutations, the first tenth with no purge, the rest with a 20 s
-//!   retention purged every 2 s: every 10 s the outbox's size, what was purged, and
-//!   the checkout latency (p50, p99), so that the two phases compare side by side.
+//! - `retention N`: N mutations in phases of a tenth, alternating no purge and a 20 s
+//!   retention purged every 2 s: every 10 s the outbox's size, what was purged and
+//!   the checkout latency (p50, p99), then both kinds of phase side by side.
 //!
 //! `cargo run --release -p events-kafka --example outbox_bench -- drain 100000 [mariadb|mysql]`
 
@@ -168,19 +168,22 @@ async fn drain(store: Arc<MysqlCheckouts>, producer: Arc<EventProducer>, n: u64)
 }
 
 async fn retention(store: Arc<MysqlCheckouts>, producer: Arc<EventProducer>, n: u64) -> Result<()> {
-    let no_purge = RelayConfig {
-        retention: Duration::from_secs(100 * 365 * 24 * 3600),
-        ..RelayConfig::default()
-    };
-    let purging = RelayConfig {
-        retention: Duration::from_secs(20),
+    let config = |purge: bool| RelayConfig {
+        retention: Duration::from_secs(if purge { 20 } else { 100 * 365 * 24 * 3600 }),
         housekeeping_every: Duration::from_secs(2),
         ..RelayConfig::default()
     };
-    let relay_slot = Arc::new(Mutex::new(Some(spawn_relay(&store, &producer, no_purge))));
+    let relay_slot = Arc::new(Mutex::new(Some(spawn_relay(
+        &store,
+        &producer,
+        config(false),
+    ))));
     let load = Load::start(Arc::clone(&store), Arc::clone(&relay_slot), n);
     let start = Instant::now();
-    let (mut last_done, mut last_purged, mut purge_phase) = (0, 0, false);
+    let (mut last_done, mut last_purged, mut purge) = (0, 0, false);
+    // Every latency of each kind of phase, for the side-by-side summary.
+    let mut by_phase: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+    let mut max_rows = [0u64; 2];
     println!("   t  phase     mutations/s  outbox rows  purged  checkout p50 (ms)  p99 (ms)");
     while load.done.load(Ordering::Relaxed) < n {
         tokio::time::sleep(Duration::from_secs(10)).await;
@@ -189,25 +192,30 @@ async fn retention(store: Arc<MysqlCheckouts>, producer: Arc<EventProducer>, n: 
         let purged = relay.stats().purged();
         let mut lat = load.take_latencies();
         lat.sort_unstable();
+        let rows = store.outbox_rows().await?;
         println!(
             "{:4.0}  {:8}  {:11.0}  {:11}  {:6}  {:17.2}  {:8.2}",
             start.elapsed().as_secs_f64(),
-            if purge_phase { "purge" } else { "no purge" },
+            if purge { "purge" } else { "no purge" },
             (done - last_done) as f64 / 10.0,
-            store.outbox_rows().await?,
+            rows,
             purged - last_purged,
             percentile(&lat, 0.5),
             percentile(&lat, 0.99),
         );
+        by_phase[usize::from(purge)].extend(lat);
+        max_rows[usize::from(purge)] = max_rows[usize::from(purge)].max(rows);
         (last_done, last_purged) = (done, purged);
-        if !purge_phase && done >= n / 10 {
-            // The purging relay takes over (as a new lease holder would).
+        // Phases of a tenth each, alternating, so both kinds see the same tables.
+        let phase_purges = (done / (n / 10).max(1)) % 2 == 1;
+        if phase_purges != purge {
+            // The other relay takes over (as a new lease holder would).
             let old = lock(&relay_slot).take();
             if let Some(old) = old {
                 old.close().await?;
             }
-            *lock(&relay_slot) = Some(spawn_relay(&store, &producer, purging.clone()));
-            (purge_phase, last_purged) = (true, 0);
+            *lock(&relay_slot) = Some(spawn_relay(&store, &producer, config(phase_purges)));
+            (purge, last_purged) = (phase_purges, 0);
         }
     }
     load.finish().await;
@@ -216,10 +224,22 @@ async fn retention(store: Arc<MysqlCheckouts>, producer: Arc<EventProducer>, n: 
         relay.close().await?;
     }
     println!(
-        "{} mutations in {:.0} s",
+        "{} mutations in {:.0} s; final outbox rows {}",
         load.done.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64()
+        start.elapsed().as_secs_f64(),
+        store.outbox_rows().await?
     );
+    for (i, name) in ["no purge", "purge"].iter().enumerate() {
+        let lat = &mut by_phase[i];
+        lat.sort_unstable();
+        println!(
+            "{name:8}: {} check-outs, p50 {:.2} ms, p99 {:.2} ms, largest outbox {} rows",
+            lat.len(),
+            percentile(lat, 0.5),
+            percentile(lat, 0.99),
+            max_rows[i]
+        );
+    }
     Ok(())
 }
 
