@@ -239,12 +239,11 @@ impl Relay {
         Ok(true)
     }
 
-    /// Publishes one batch. The lease is confirmed (on its own connection, so the
-    /// connection is alive and the lock still ours) before each wave is queued: a
-    /// relay that lost its lease queues nothing more.
-    /// The batch goes out in `waves`; acknowledgements are awaited in order and
-    /// what was acknowledged is marked sent; after the first failure the rest is
-    /// published again later (consumers
+    /// Publishes one batch, in `waves`. The lease is confirmed (on its own
+    /// connection, so the connection is alive and the lock still ours) before each
+    /// wave is queued: a relay that lost its lease queues nothing more.
+    /// Acknowledgements are awaited in order and what was acknowledged is marked
+    /// sent; after the first failure the rest is published again later (consumers
     /// drop duplicates by event id) rather than risk per-asset order. Told to stop,
     /// it waits for what is in flight up to `drain_timeout`, then cancels the rest.
     async fn relay_once(&self, clock: &mut PublishClock) -> Result<Round, BoxError> {
