@@ -23,7 +23,7 @@ use crate::counted::Counted;
 use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
 use crate::events::EventFeed;
 use crate::graphql::{self, AliasLimit, Limits, Stores};
-use crate::http::{self, DependencyCheck, HttpState, Metrics, Sampler, WsTracker};
+use crate::http::{self, DependencyCheck, HttpState, Metrics, SampledCounter, Sampler, WsTracker};
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 /// The same stores, each call counted in `metrics`.
@@ -41,6 +41,8 @@ fn counted(stores: Stores, metrics: &Metrics) -> Stores {
 struct Backends {
     stores: Stores,
     samplers: Vec<Sampler>,
+    /// Connectors' own counters, with real services.
+    counters: Vec<SampledCounter>,
     /// The outbox relay's figures, with real services.
     relay: Option<Arc<events_kafka::RelayStats>>,
     verifier: Verifier,
@@ -138,7 +140,10 @@ impl Application {
         for c in backends.closeables {
             coordinator.register(c);
         }
-        let metrics = Arc::new(Metrics::new(backends.samplers, backends.relay).context("metrics")?);
+        let metrics = Arc::new(
+            Metrics::new(backends.samplers, backends.counters, backends.relay)
+                .context("metrics")?,
+        );
         let stores = counted(backends.stores, &metrics);
         let pipeline = Arc::new(pipeline(&settings, stores, Arc::clone(&metrics)));
         let websockets = WsTracker::default();
@@ -269,6 +274,7 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
     Ok(Backends {
         stores,
         samplers: Vec::new(),
+        counters: Vec::new(),
         relay: None,
         verifier: verifier(keys, settings),
         dev_issuer: Some(issuer),
@@ -385,7 +391,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
         events: EventFeed::Kafka(Arc::clone(&hub)),
         after_commit: Arc::new(move || kicker.notify_one()),
     };
-    let pool = Arc::clone(&mysql);
+    let (pool, retried) = (Arc::clone(&mysql), Arc::clone(&mysql));
     let sampler: Sampler = Arc::new(move || {
         let (connections, idle) = pool.pool_state();
         vec![
@@ -396,6 +402,11 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     Ok(Backends {
         stores,
         samplers: vec![sampler],
+        counters: vec![SampledCounter {
+            name: "mysql_lock_retries_total",
+            help: "MySQL statements retried after a lock conflict (deadlock or lock wait timeout)",
+            read: Arc::new(move || retried.lock_retries()),
+        }],
         relay: Some(relay.stats()),
         verifier: verifier(keys.clone(), settings),
         #[cfg(feature = "dev")]

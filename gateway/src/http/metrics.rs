@@ -17,6 +17,17 @@ use super::HttpState;
 /// A gauge read at scrape time (pool sizes).
 pub type Sampler = Arc<dyn Fn() -> Vec<(&'static str, i64)> + Send + Sync>;
 
+/// A counter a connector keeps itself (e.g. MySQL's lock retries), copied into a
+/// Prometheus counter at scrape time.
+pub struct SampledCounter {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// Reads the connector's count (it only goes up).
+    pub read: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
 /// The application's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +38,7 @@ pub struct Metrics {
     pool: IntGaugeVec,
     datasource_calls: IntCounterVec,
     samplers: Vec<Sampler>,
+    counters: Vec<(IntCounter, Arc<dyn Fn() -> u64 + Send + Sync>)>,
     relay: Option<RelayMetrics>,
 }
 
@@ -87,10 +99,12 @@ impl RelayMetrics {
 }
 
 impl Metrics {
-    /// Registers every metric; `samplers` feed the pool gauge at each scrape, and
-    /// `relay` (with real services) the outbox metrics.
+    /// Registers every metric; `samplers` feed the pool gauge at each scrape,
+    /// `counters` their own counters, and `relay` (with real services) the outbox
+    /// metrics.
     pub fn new(
         samplers: Vec<Sampler>,
+        counters: Vec<SampledCounter>,
         relay: Option<Arc<RelayStats>>,
     ) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
@@ -136,6 +150,14 @@ impl Metrics {
         let relay = relay
             .map(|stats| RelayMetrics::new(&registry, stats))
             .transpose()?;
+        let counters = counters
+            .into_iter()
+            .map(|c| {
+                let counter = IntCounter::new(c.name, c.help)?;
+                registry.register(Box::new(counter.clone()))?;
+                Ok((counter, c.read))
+            })
+            .collect::<Result<Vec<_>, prometheus::Error>>()?;
         Ok(Metrics {
             registry,
             requests,
@@ -145,6 +167,7 @@ impl Metrics {
             pool,
             datasource_calls,
             samplers,
+            counters,
             relay,
         })
     }
@@ -179,6 +202,9 @@ impl Metrics {
                 self.pool.with_label_values(&[pool, state]).set(value);
             }
         }
+        for (counter, read) in &self.counters {
+            counter.inc_by(read().saturating_sub(counter.get()));
+        }
         if let Some(relay) = &self.relay {
             relay.sample();
         }
@@ -203,7 +229,19 @@ mod tests {
 
     #[test]
     fn records_and_renders() {
-        let m = Metrics::new(vec![Arc::new(|| vec![("mysql:idle", 3)])], None).unwrap();
+        let retries = Arc::new(std::sync::atomic::AtomicU64::new(7));
+        let read = Arc::clone(&retries);
+        let counter = SampledCounter {
+            name: "mysql_lock_retries_total",
+            help: "retries",
+            read: Arc::new(move || read.load(std::sync::atomic::Ordering::Relaxed)),
+        };
+        let m = Metrics::new(
+            vec![Arc::new(|| vec![("mysql:idle", 3)])],
+            vec![counter],
+            None,
+        )
+        .unwrap();
         m.observe("Books", 0.004, &[]);
         m.observe("anonymous", 0.2, &["NOT_AUTHORIZED".into()]);
         m.observe("other", 0.2, &[]);
@@ -218,11 +256,20 @@ mod tests {
         assert!(text.contains("graphql_websockets_open 2"));
         assert!(text.contains(r#"datasource_pool_connections{pool="mysql",state="idle"} 3"#));
         assert!(!text.contains("outbox_"), "no relay, no outbox metrics");
+        assert!(text.contains("mysql_lock_retries_total 7"), "{text}");
+        retries.store(9, std::sync::atomic::Ordering::Relaxed);
+        let text = String::from_utf8(m.render(2)).unwrap();
+        assert!(text.contains("mysql_lock_retries_total 9"), "{text}");
     }
 
     #[test]
     fn the_relay_metrics_start_at_zero() {
-        let m = Metrics::new(Vec::new(), Some(Arc::new(RelayStats::default()))).unwrap();
+        let m = Metrics::new(
+            Vec::new(),
+            Vec::new(),
+            Some(Arc::new(RelayStats::default())),
+        )
+        .unwrap();
         let text = String::from_utf8(m.render(0)).unwrap();
         for line in [
             "outbox_backlog_events 0",

@@ -19,7 +19,7 @@ use shutdown::Readiness;
 #[cfg(feature = "fuzzing")]
 pub(crate) use graphql::request_from_body;
 pub use health::DependencyCheck;
-pub use metrics::{Metrics, Sampler};
+pub use metrics::{Metrics, SampledCounter, Sampler};
 pub use ws::WsTracker;
 
 use crate::pipeline::Pipeline;

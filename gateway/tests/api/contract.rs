@@ -679,6 +679,7 @@ async fn metrics_count_requests_and_errors(app: &TestApp) {
             text = app.metrics().await;
         }
         for line in [
+            "mysql_lock_retries_total ",
             "outbox_relay_lease_held 1",
             "outbox_backlog_events ",
             "outbox_oldest_unsent_seconds ",
