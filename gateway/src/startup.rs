@@ -2,7 +2,6 @@
 //! the shutdown coordinator that owns the stop.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::middleware::from_fn;
@@ -73,10 +72,21 @@ pub struct Application {
 #[derive(Clone, Default)]
 struct WorkerThreads(Arc<WorkerCount>);
 
+/// A count under a std mutex and condvar, not atomics and a tokio `Notify`: the
+/// guard drops during its thread's exit, when tokio's own thread-locals may be gone
+/// already, and waking a tokio task from there aborted the process once in CI
+/// ("cannot access a Thread Local Storage value during or after destruction",
+/// after "shutdown complete"). Std's condvar touches no thread-local.
 #[derive(Default)]
 struct WorkerCount {
-    live: AtomicUsize,
-    exited: tokio::sync::Notify,
+    live: std::sync::Mutex<usize>,
+    exited: std::sync::Condvar,
+}
+
+impl WorkerCount {
+    fn live(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Dropped with its thread's locals, after the thread's runtime.
@@ -84,8 +94,9 @@ struct ExitGuard(Arc<WorkerCount>);
 
 impl Drop for ExitGuard {
     fn drop(&mut self) {
-        self.0.live.fetch_sub(1, Ordering::AcqRel);
-        self.0.exited.notify_waiters();
+        let mut live = self.0.live();
+        *live = live.saturating_sub(1);
+        self.0.exited.notify_all();
     }
 }
 
@@ -99,21 +110,25 @@ impl WorkerThreads {
         EXIT_GUARD.with(|guard| {
             let mut guard = guard.borrow_mut();
             if guard.is_none() {
-                self.0.live.fetch_add(1, Ordering::AcqRel);
+                *self.0.live() += 1;
                 *guard = Some(ExitGuard(Arc::clone(&self.0)));
             }
         });
     }
 
-    /// Resolves once every counted thread has exited.
+    /// Resolves once every counted thread has exited (waited for on a blocking
+    /// thread; the stop's own deadline bounds it).
     async fn all_exited(&self) {
-        loop {
-            // Created before the check: a notification in between is not lost.
-            let exited = self.0.exited.notified();
-            if self.0.live.load(Ordering::Acquire) == 0 {
-                return;
+        let count = Arc::clone(&self.0);
+        let waited = tokio::task::spawn_blocking(move || {
+            let mut live = count.live();
+            while *live > 0 {
+                live = count.exited.wait(live).unwrap_or_else(|e| e.into_inner());
             }
-            exited.await;
+        })
+        .await;
+        if let Err(e) = waited {
+            tracing::warn!(error = %e, "waiting for the HTTP worker threads failed");
         }
     }
 }
