@@ -26,3 +26,19 @@ impl KafkaConfig {
         }
     }
 }
+
+impl KafkaConfig {
+    /// A consumer's settings for reading by manual assignment, never committing:
+    /// librdkafka wants a group id even then, but with `assign()` and no commits no
+    /// group ever forms on the broker, so nothing is left behind. Shared by the
+    /// live hub and the short-lived log readers (resume, the relay's clock).
+    pub(crate) fn assigned_consumer(&self, group_id: String) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("group.id", group_id)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false");
+        c
+    }
+}

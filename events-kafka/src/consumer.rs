@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use domain::EventKind;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -43,18 +43,8 @@ impl EventHub {
     /// Assigns every partition of `checkout` and `checkin` at its current end, then
     /// starts consuming. Events published after this returns are all delivered.
     pub async fn start(config: &KafkaConfig) -> Result<Self, Error> {
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &config.brokers)
-            .set("client.id", &config.client_id)
-            // librdkafka wants a group id even for manual assignment. With assign()
-            // and no commits, no group ever forms on the broker: nothing is left
-            // behind when the process restarts.
-            .set(
-                "group.id",
-                format!("{}-{}", config.client_id, std::process::id()),
-            )
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
+        let consumer: StreamConsumer = config
+            .assigned_consumer(format!("{}-{}", config.client_id, std::process::id()))
             .set("enable.partition.eof", "false")
             .create()
             .map_err(Error::Config)?;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use domain::EventKind;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::delivered::{decode, in_publication_order, Delivered};
 use crate::{Error, KafkaConfig};
@@ -88,18 +88,14 @@ pub async fn replay_after(
         .map_err(|e| ReplayError::Kafka(Error::Task(e)))?
 }
 
-/// A short-lived consumer that reads by assignment: never committed, so no group
-/// forms on the broker.
+/// A short-lived consumer that reads by assignment.
 fn log_reader(config: &KafkaConfig) -> Result<BaseConsumer, Error> {
-    ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .set("client.id", &config.client_id)
-        .set(
-            "group.id",
-            format!("{}-reader-{}", config.client_id, uuid::Uuid::now_v7()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
+    config
+        .assigned_consumer(format!(
+            "{}-reader-{}",
+            config.client_id,
+            uuid::Uuid::now_v7()
+        ))
         .create()
         .map_err(Error::Config)
 }

@@ -97,27 +97,57 @@ fn start_broker() -> Broker {
     broker
 }
 
-async fn fresh_store(server: SqlServer) -> (MysqlCheckouts, MysqlConfig) {
-    let config = common::fresh_mysql_config(server);
-    MysqlCheckouts::create_database(&config).await.unwrap();
-    (MysqlCheckouts::connect(&config).await.unwrap(), config)
+/// What each case starts from: a broker of its own, a fresh database with its
+/// store, and a hub subscribed to the broker.
+struct Rig {
+    broker: Broker,
+    kafka: KafkaConfig,
+    db: MysqlConfig,
+    store: Arc<MysqlCheckouts>,
+    hub: EventHub,
+}
+
+impl Rig {
+    async fn start(server: SqlServer) -> Self {
+        let broker = start_broker();
+        let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
+        let db = common::fresh_mysql_config(server);
+        MysqlCheckouts::create_database(&db).await.unwrap();
+        let store = Arc::new(MysqlCheckouts::connect(&db).await.unwrap());
+        let hub = EventHub::start(&kafka).await.unwrap();
+        Rig {
+            broker,
+            kafka,
+            db,
+            store,
+            hub,
+        }
+    }
+
+    fn broker_pid(&self) -> Pid {
+        Pid::from_raw(self.broker.child.id() as i32)
+    }
+
+    /// Closes the hub and the store, and drops the database.
+    async fn finish(self) {
+        self.hub.close().await.unwrap();
+        self.store.close().await.unwrap();
+        MysqlCheckouts::drop_database(&self.db).await.unwrap();
+    }
 }
 
 async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer) {
-    let broker = start_broker();
-    let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
-    let (store, db) = fresh_store(server).await;
-    let store = Arc::new(store);
-    let hub = EventHub::start(&kafka).await.unwrap();
-    let mut rx = hub.subscribe();
-    let producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let rig = Rig::start(server).await;
+    let (kafka, store) = (&rig.kafka, &rig.store);
+    let mut rx = rig.hub.subscribe();
+    let producer = Arc::new(EventProducer::new(kafka).unwrap());
     let relay = OutboxRelay::spawn(
-        Arc::clone(&store) as Arc<dyn Outbox>,
+        Arc::clone(store) as Arc<dyn Outbox>,
         Arc::clone(&producer),
         RelayConfig::default(),
     );
 
-    let pid = Pid::from_raw(broker.child.id() as i32);
+    let pid = rig.broker_pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     // 100 events while the broker is frozen: 50 checkouts and 50 checkins.
     for i in 0..50 {
@@ -140,10 +170,8 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
         store.unsent(200).await.unwrap().is_empty(),
         "all marked sent"
     );
-    hub.close().await.unwrap();
     producer.close().await.unwrap();
-    store.close().await.unwrap();
-    MysqlCheckouts::drop_database(&db).await.unwrap();
+    rig.finish().await;
 }
 
 /// Receives `n` events, each once (bounded, so a loss fails), and checks that per
@@ -223,25 +251,23 @@ impl Outbox for Gated {
 }
 
 /// A backlog on distinct copies is queued as one batch (pipelined: all of it in
-/// flight at once, not one event per broker round trip); closing while the broker hangs is bounded by
-/// the drain timeout, marks nothing it could not confirm and frees the lease; the
-/// next relay publishes everything, each event once and in order per asset.
+/// flight at once, not one event per broker round trip); closing while the broker
+/// hangs is bounded by the drain timeout, marks nothing it could not confirm and
+/// frees the lease; the next relay publishes everything, each event once and in
+/// order per asset.
 async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_hangs(
     server: SqlServer,
 ) {
-    let broker = start_broker();
-    let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
-    let (store, db) = fresh_store(server).await;
-    let store = Arc::new(store);
-    let hub = EventHub::start(&kafka).await.unwrap();
-    let mut rx = hub.subscribe();
+    let rig = Rig::start(server).await;
+    let (kafka, store) = (&rig.kafka, &rig.store);
+    let mut rx = rig.hub.subscribe();
     let gated = Arc::new(Gated {
-        store: Arc::clone(&store),
+        store: Arc::clone(store),
         reading: tokio::sync::watch::Sender::new(false),
         open: tokio::sync::watch::Sender::new(false),
     });
     let mut reading = gated.reading.subscribe();
-    let producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let producer = Arc::new(EventProducer::new(kafka).unwrap());
     let config = RelayConfig {
         drain_timeout: Duration::from_secs(1),
         ..RelayConfig::default()
@@ -262,7 +288,7 @@ async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_h
             .await
             .unwrap();
     }
-    let pid = Pid::from_raw(broker.child.id() as i32);
+    let pid = rig.broker_pid();
     kill(pid, Signal::SIGSTOP).unwrap();
     gated.open.send_replace(true);
     // Polls the producer (the condition), bounded.
@@ -289,9 +315,9 @@ async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_h
     kill(pid, Signal::SIGCONT).unwrap();
 
     // A new relay (as a standby would) takes the lease at once and sends it all.
-    let next_producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let next_producer = Arc::new(EventProducer::new(kafka).unwrap());
     let next = OutboxRelay::spawn(
-        Arc::clone(&store) as Arc<dyn Outbox>,
+        Arc::clone(store) as Arc<dyn Outbox>,
         Arc::clone(&next_producer),
         RelayConfig::default(),
     );
@@ -308,25 +334,20 @@ async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_h
     assert!(drained.is_ok(), "all marked sent");
     next.close().await.unwrap();
     assert_eq!(next.stats().published(), 100);
-    hub.close().await.unwrap();
     // The first producer's flush may time out on what it had in flight: bounded.
     let _ = producer.close().await;
     next_producer.close().await.unwrap();
-    store.close().await.unwrap();
-    MysqlCheckouts::drop_database(&db).await.unwrap();
+    rig.finish().await;
 }
 
 /// A new lease holder continues after the newest timestamp on the topics: here a
 /// previous holder's clock ran two minutes ahead, and the new holder's event still
 /// comes after its last one in publication order.
 async fn a_new_holder_continues_after_the_newest_timestamp_on_the_topics(server: SqlServer) {
-    let broker = start_broker();
-    let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
-    let (store, db) = fresh_store(server).await;
-    let store = Arc::new(store);
-    let hub = EventHub::start(&kafka).await.unwrap();
-    let mut rx = hub.subscribe();
-    let producer = Arc::new(EventProducer::new(&kafka).unwrap());
+    let rig = Rig::start(server).await;
+    let (kafka, store) = (&rig.kafka, &rig.store);
+    let mut rx = rig.hub.subscribe();
+    let producer = Arc::new(EventProducer::new(kafka).unwrap());
     let ahead_ms = chrono::Utc::now().timestamp_millis() + 120_000;
     let earlier = domain::Checkout {
         id: 1,
@@ -351,7 +372,7 @@ async fn a_new_holder_continues_after_the_newest_timestamp_on_the_topics(server:
         .await
         .unwrap();
     let relay = OutboxRelay::spawn(
-        Arc::clone(&store) as Arc<dyn Outbox>,
+        Arc::clone(store) as Arc<dyn Outbox>,
         Arc::clone(&producer),
         RelayConfig::default(),
     );
@@ -370,10 +391,8 @@ async fn a_new_holder_continues_after_the_newest_timestamp_on_the_topics(server:
         "the new holder's event is stamped after the newest: {stamps:?}"
     );
     relay.close().await.unwrap();
-    hub.close().await.unwrap();
     producer.close().await.unwrap();
-    store.close().await.unwrap();
-    MysqlCheckouts::drop_database(&db).await.unwrap();
+    rig.finish().await;
 }
 
 testkit::on_each_sql_server!(
