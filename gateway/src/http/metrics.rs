@@ -42,13 +42,12 @@ pub struct Metrics {
     relay: Option<RelayMetrics>,
 }
 
-/// The outbox relay's metrics, copied from its `RelayStats` at each scrape.
+/// The outbox relay's gauges, set from its `RelayStats` at each scrape (its
+/// counters are `SampledCounter`s: see `relay_counters`).
 struct RelayMetrics {
     stats: Arc<RelayStats>,
     backlog: IntGauge,
     oldest_unsent: Gauge,
-    published: IntCounter,
-    purged: IntCounter,
     lease_held: IntGauge,
 }
 
@@ -64,14 +63,6 @@ impl RelayMetrics {
                 "outbox_oldest_unsent_seconds",
                 "Age of the oldest outbox event not yet published (0 when none)",
             )?,
-            published: IntCounter::new(
-                "outbox_published_events_total",
-                "Outbox events this instance published (broker-acknowledged)",
-            )?,
-            purged: IntCounter::new(
-                "outbox_purged_events_total",
-                "Sent outbox events this instance deleted after the retention",
-            )?,
             lease_held: IntGauge::new(
                 "outbox_relay_lease_held",
                 "1 on the instance holding the relay lease (the one publishing)",
@@ -79,8 +70,6 @@ impl RelayMetrics {
         };
         registry.register(Box::new(m.backlog.clone()))?;
         registry.register(Box::new(m.oldest_unsent.clone()))?;
-        registry.register(Box::new(m.published.clone()))?;
-        registry.register(Box::new(m.purged.clone()))?;
         registry.register(Box::new(m.lease_held.clone()))?;
         Ok(m)
     }
@@ -89,13 +78,25 @@ impl RelayMetrics {
         let s = &self.stats;
         self.backlog.set(s.backlog() as i64);
         self.oldest_unsent.set(s.oldest_unsent_age().as_secs_f64());
-        // Counters only go up: add what the relay counted since the last scrape.
-        self.published
-            .inc_by(s.published().saturating_sub(self.published.get()));
-        self.purged
-            .inc_by(s.purged().saturating_sub(self.purged.get()));
         self.lease_held.set(i64::from(s.lease_held()));
     }
+}
+
+/// The relay's counters, read from its stats at each scrape.
+fn relay_counters(stats: &Arc<RelayStats>) -> [SampledCounter; 2] {
+    let (published, purged) = (Arc::clone(stats), Arc::clone(stats));
+    [
+        SampledCounter {
+            name: "outbox_published_events_total",
+            help: "Outbox events this instance published (broker-acknowledged)",
+            read: Arc::new(move || published.published()),
+        },
+        SampledCounter {
+            name: "outbox_purged_events_total",
+            help: "Sent outbox events this instance deleted after the retention",
+            read: Arc::new(move || purged.purged()),
+        },
+    ]
 }
 
 impl Metrics {
@@ -147,17 +148,19 @@ impl Metrics {
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(websockets.clone()))?;
         registry.register(Box::new(pool.clone()))?;
-        let relay = relay
-            .map(|stats| RelayMetrics::new(&registry, stats))
-            .transpose()?;
+        let relay_counters = relay.iter().flat_map(relay_counters);
         let counters = counters
             .into_iter()
+            .chain(relay_counters)
             .map(|c| {
                 let counter = IntCounter::new(c.name, c.help)?;
                 registry.register(Box::new(counter.clone()))?;
                 Ok((counter, c.read))
             })
             .collect::<Result<Vec<_>, prometheus::Error>>()?;
+        let relay = relay
+            .map(|stats| RelayMetrics::new(&registry, stats))
+            .transpose()?;
         Ok(Metrics {
             registry,
             requests,
@@ -203,6 +206,7 @@ impl Metrics {
             }
         }
         for (counter, read) in &self.counters {
+            // Counters only go up: add what was counted since the last scrape.
             counter.inc_by(read().saturating_sub(counter.get()));
         }
         if let Some(relay) = &self.relay {
