@@ -207,6 +207,12 @@ impl DevIssuer {
 
     /// A token for `user`, valid 24 h from now (`iat`/`exp` in seconds).
     pub fn issue(&self, user: &DevUser) -> Option<String> {
+        self.issue_for(user, TOKEN_LIFETIME_SECS)
+    }
+
+    /// A token for `user`, valid `lifetime_secs` from now: to try what clients do
+    /// when a token expires.
+    pub fn issue_for(&self, user: &DevUser, lifetime_secs: i64) -> Option<String> {
         let now = chrono::Utc::now().timestamp();
         let mut header = Header::new(Algorithm::RS256);
         header.kid = Some(self.kid.clone());
@@ -215,7 +221,7 @@ impl DevIssuer {
             username: &user.username,
             roles: &user.roles,
             iat: now,
-            exp: now + TOKEN_LIFETIME_SECS,
+            exp: now + lifetime_secs,
         };
         jsonwebtoken::encode(&header, &claims, &self.encoding).ok()
     }

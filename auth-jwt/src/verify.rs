@@ -105,6 +105,13 @@ impl Verifier {
 
     /// Verifies `token` and returns its user.
     pub async fn verify(&self, token: &str) -> Result<CurrentUser, AuthError> {
+        self.verify_session(token).await.map(|(user, _)| user)
+    }
+
+    /// Verifies `token` and returns its user and when it stops being valid (its
+    /// `exp` plus the tolerated skew, seconds since the epoch): a long-lived
+    /// session (a WebSocket) opened with the token ends then.
+    pub async fn verify_session(&self, token: &str) -> Result<(CurrentUser, i64), AuthError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
@@ -112,7 +119,7 @@ impl Verifier {
             // New keys since: verify again (the signing key may have been rotated out).
             if generation == self.keys.generation() {
                 if chrono::Utc::now().timestamp() < exp {
-                    return Ok(user);
+                    return Ok((user, exp));
                 }
                 self.verified.invalidate(token);
                 return Err(AuthError::Expired);
@@ -122,11 +129,10 @@ impl Verifier {
         let generation = self.keys.generation();
         let (user, exp) = self.verify_uncached(token).await?;
         let leeway = self.config.leeway.as_secs() as i64;
-        self.verified.insert(
-            token.to_string(),
-            (user.clone(), exp.saturating_add(leeway), generation),
-        );
-        Ok(user)
+        let until = exp.saturating_add(leeway);
+        self.verified
+            .insert(token.to_string(), (user.clone(), until, generation));
+        Ok((user, until))
     }
 
     async fn verify_uncached(&self, token: &str) -> Result<(CurrentUser, i64), AuthError> {

@@ -13,6 +13,20 @@ pub struct KafkaConfig {
     pub delivery_timeout: Duration,
     /// Bound on metadata calls and on close (5 s).
     pub call_timeout: Duration,
+    /// How often the live consumer looks for the broker (while it is down) and
+    /// for new partitions and topics (5 s).
+    pub metadata_refresh: Duration,
+    /// The longest the broker may hold the live consumer's fetch when there is
+    /// nothing new (`fetch.wait.max.ms`; 10 ms). librdkafka's default (500 ms)
+    /// makes an event wait for the fetch in flight: the broker answers a fetch
+    /// when it expires, not when a message arrives. The cost is one small
+    /// request per broker this often while idle.
+    pub fetch_wait: Duration,
+    /// Resumes (`after`) reading the log at once; more wait their turn (4).
+    pub replay_concurrency: usize,
+    /// Messages one resume may read before it is refused (10,000): the events
+    /// are held in memory until the subscriber has them.
+    pub replay_max_events: usize,
 }
 
 impl KafkaConfig {
@@ -23,6 +37,10 @@ impl KafkaConfig {
             client_id: "central-library-gateway".into(),
             delivery_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(5),
+            metadata_refresh: Duration::from_secs(5),
+            fetch_wait: Duration::from_millis(10),
+            replay_concurrency: 4,
+            replay_max_events: 10_000,
         }
     }
 }

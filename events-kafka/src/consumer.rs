@@ -8,6 +8,7 @@
 //! commit order across the two topics (`order`).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::delivered::{decode, in_publication_order, Delivered};
 use crate::order::CopyOrder;
+use crate::replay::CLOCK_SLACK;
 use crate::{Error, KafkaConfig};
 
 /// Subscribers this far behind are cut off (they get `Lagged`).
@@ -34,55 +36,105 @@ const MAX_HOLD: Duration = Duration::from_millis(500);
 pub struct EventHub {
     sender: broadcast::Sender<Arc<Delivered>>,
     stop: CancellationToken,
-    task: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     consumer: Arc<StreamConsumer>,
     config: KafkaConfig,
+    status: Arc<Status>,
+    /// Resumes reading the log at once (`replay_concurrency`).
+    replays: Arc<tokio::sync::Semaphore>,
+}
+
+/// What the hub knows of the broker, for readiness detail, metrics and logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubStatus {
+    /// Partitions of `checkout` and `checkin` being consumed.
+    pub partitions: usize,
+    /// Why the last look at the broker failed; `None` once it answers.
+    pub unreachable: Option<String>,
+}
+
+#[derive(Default)]
+struct Status {
+    partitions: AtomicUsize,
+    unreachable: std::sync::Mutex<Option<String>>,
+}
+
+impl Status {
+    /// Records the outcome of a look at the broker; logs only the changes.
+    fn record(&self, outcome: Result<usize, &Error>) {
+        let Ok(mut unreachable) = self.unreachable.lock() else {
+            return;
+        };
+        match outcome {
+            Ok(partitions) => {
+                if unreachable.take().is_some() {
+                    tracing::info!(partitions, "kafka: broker reachable, consuming");
+                }
+                self.partitions.store(partitions, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let why = error_chain(e);
+                if unreachable.is_none() {
+                    tracing::warn!(error = %why, "kafka: broker unreachable; live events resume when it answers, mutations go on (events wait in the outbox)");
+                }
+                *unreachable = Some(why);
+            }
+        }
+    }
+}
+
+fn error_chain(e: &Error) -> String {
+    match std::error::Error::source(e) {
+        Some(inner) => format!("{e}: {inner}"),
+        None => e.to_string(),
+    }
 }
 
 impl EventHub {
-    /// Assigns every partition of `checkout` and `checkin` at its current end, then
-    /// starts consuming. Events published after this returns are all delivered.
+    /// Starts consuming `checkout` and `checkin`. When the broker answers now,
+    /// every partition is assigned at its current end, so every event published
+    /// after this returns is delivered. When it does not, the hub starts anyway
+    /// and keeps looking (every `metadata_refresh`); once the broker answers it
+    /// reads from the hub's start time, so the events the relay publishes then
+    /// (they waited in the outbox) are not missed. Partitions and topics that
+    /// appear later are read from their beginning.
     pub async fn start(config: &KafkaConfig) -> Result<Self, Error> {
         let consumer: StreamConsumer = config
             .assigned_consumer(format!("{}-{}", config.client_id, std::process::id()))
             .set("enable.partition.eof", "false")
+            .set(
+                "fetch.wait.max.ms",
+                config.fetch_wait.as_millis().to_string(),
+            )
             .create()
             .map_err(Error::Config)?;
         let consumer = Arc::new(consumer);
-        let assign = {
-            let consumer = Arc::clone(&consumer);
-            let timeout = config.call_timeout;
-            tokio::task::spawn_blocking(move || -> Result<(), Error> {
-                let mut list = TopicPartitionList::new();
-                for kind in [EventKind::Checkout, EventKind::Checkin] {
-                    let topic = kind.topic();
-                    let meta = consumer
-                        .fetch_metadata(Some(topic), timeout)
-                        .map_err(Error::Metadata)?;
-                    for t in meta.topics() {
-                        for p in t.partitions() {
-                            let (_, high) = consumer
-                                .fetch_watermarks(topic, p.id(), timeout)
-                                .map_err(Error::Metadata)?;
-                            list.add_partition_offset(topic, p.id(), Offset::Offset(high))
-                                .map_err(Error::Metadata)?;
-                        }
-                    }
-                }
-                consumer.assign(&list).map_err(Error::Metadata)
-            })
+        let status = Arc::new(Status::default());
+        let mut assignment = Assignment {
+            consumer: Arc::clone(&consumer),
+            config: config.clone(),
+            assigned: HashSet::new(),
+            started_ms: chrono::Utc::now().timestamp_millis(),
+            looked: false,
+            contacted: false,
         };
-        assign.await.map_err(Error::Task)??;
+        let first = assignment.refresh().await;
+        status.record(first.as_ref().copied());
 
         let (sender, _) = broadcast::channel(FANOUT_CAPACITY);
         let stop = CancellationToken::new();
-        let task = tokio::spawn(run(Arc::clone(&consumer), sender.clone(), stop.clone()));
+        let consuming = tokio::spawn(run(Arc::clone(&consumer), sender.clone(), stop.clone()));
+        let watching = tokio::spawn(watch(assignment, Arc::clone(&status), stop.clone()));
         Ok(EventHub {
             sender,
             stop,
-            task: tokio::sync::Mutex::new(Some(task)),
+            tasks: tokio::sync::Mutex::new(vec![consuming, watching]),
             consumer,
             config: config.clone(),
+            status,
+            replays: Arc::new(tokio::sync::Semaphore::new(
+                config.replay_concurrency.max(1),
+            )),
         })
     }
 
@@ -93,13 +145,146 @@ impl EventHub {
 
     /// What followed event `after` on `kinds`' topics (see `replay`). Subscribe
     /// first, then replay, then skip the live events the replay `covers`: nothing
-    /// is missed and nothing is seen twice.
+    /// is missed and nothing is seen twice. At most `replay_concurrency` replays
+    /// read at once; the others wait here (and stop waiting if dropped).
     pub async fn replay_after(
         &self,
         kinds: &[EventKind],
         after: &str,
     ) -> Result<crate::Replay, crate::ReplayError> {
-        crate::replay::replay_after(&self.config, kinds, after).await
+        let permit = Arc::clone(&self.replays)
+            .acquire_owned()
+            .await
+            .map_err(|_| crate::ReplayError::Abandoned)?;
+        crate::replay::replay_after(&self.config, kinds, after, permit).await
+    }
+
+    /// Replays reading the log now.
+    pub fn replays_running(&self) -> usize {
+        self.config.replay_concurrency.max(1) - self.replays.available_permits()
+    }
+
+    /// Whether the broker answered the last look, and how much is consumed.
+    pub fn status(&self) -> HubStatus {
+        HubStatus {
+            partitions: self.status.partitions.load(Ordering::Relaxed),
+            unreachable: self.status.unreachable.lock().ok().and_then(|u| u.clone()),
+        }
+    }
+}
+
+/// The partitions being consumed, and where newly found ones start.
+struct Assignment {
+    consumer: Arc<StreamConsumer>,
+    config: KafkaConfig,
+    assigned: HashSet<(EventKind, i32)>,
+    /// When the hub started (ms since the epoch).
+    started_ms: i64,
+    /// Whether the first look (at start-up) has been made.
+    looked: bool,
+    /// Whether the broker has answered once.
+    contacted: bool,
+}
+
+/// Where a newly found partition is read from.
+#[derive(Clone, Copy)]
+enum From {
+    /// Its current end: found at start-up.
+    End,
+    /// The first event stamped at or after this time: found later, because the
+    /// broker was down at start-up.
+    Time(i64),
+    /// Its beginning: it appeared after the hub's first look.
+    Beginning,
+}
+
+impl Assignment {
+    /// Looks at the broker and assigns the partitions not yet assigned; returns
+    /// how many are assigned in all.
+    async fn refresh(&mut self) -> Result<usize, Error> {
+        let from = if !self.looked {
+            From::End
+        } else if !self.contacted {
+            From::Time(self.started_ms - CLOCK_SLACK.as_millis() as i64)
+        } else {
+            From::Beginning
+        };
+        self.looked = true;
+        let consumer = Arc::clone(&self.consumer);
+        let timeout = self.config.call_timeout;
+        let assigned = self.assigned.clone();
+        let added =
+            tokio::task::spawn_blocking(move || assign_new(&consumer, &assigned, from, timeout))
+                .await
+                .map_err(Error::Task)??;
+        self.contacted = true;
+        self.assigned.extend(added);
+        Ok(self.assigned.len())
+    }
+}
+
+/// Assigns the partitions of both topics that `assigned` lacks, reading from
+/// `from`; returns them.
+fn assign_new(
+    consumer: &StreamConsumer,
+    assigned: &HashSet<(EventKind, i32)>,
+    from: From,
+    timeout: Duration,
+) -> Result<Vec<(EventKind, i32)>, Error> {
+    let mut found = Vec::new();
+    for kind in [EventKind::Checkout, EventKind::Checkin] {
+        let meta = consumer
+            .fetch_metadata(Some(kind.topic()), timeout)
+            .map_err(Error::Metadata)?;
+        for t in meta.topics() {
+            // A topic that does not exist yet has an error and no partitions.
+            for p in t.partitions() {
+                if !assigned.contains(&(kind, p.id())) {
+                    found.push((kind, p.id()));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(found);
+    }
+    let mut list = TopicPartitionList::new();
+    for &(kind, partition) in &found {
+        let offset = match from {
+            From::End => {
+                let (_, high) = consumer
+                    .fetch_watermarks(kind.topic(), partition, timeout)
+                    .map_err(Error::Metadata)?;
+                Offset::Offset(high)
+            }
+            From::Time(ms) => Offset::Offset(ms),
+            From::Beginning => Offset::Beginning,
+        };
+        list.add_partition_offset(kind.topic(), partition, offset)
+            .map_err(Error::Metadata)?;
+    }
+    if let From::Time(_) = from {
+        // Each partition's first offset at or after the time; its end when none.
+        list = consumer
+            .offsets_for_times(list, timeout)
+            .map_err(Error::Metadata)?;
+    }
+    consumer
+        .incremental_assign(&list)
+        .map_err(Error::Metadata)?;
+    tracing::info!(partitions = ?found, "kafka: consuming new partitions");
+    Ok(found)
+}
+
+/// Looks at the broker every `metadata_refresh` until the hub stops.
+async fn watch(mut assignment: Assignment, status: Arc<Status>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(assignment.config.metadata_refresh) => {}
+        }
+        let outcome = assignment.refresh().await;
+        status.record(outcome.as_ref().copied());
     }
 }
 
@@ -174,7 +359,7 @@ impl shutdown::Closeable for EventHub {
     /// librdkafka's close can block on an unreachable broker.
     async fn close(&self) -> Result<(), shutdown::BoxError> {
         self.stop.cancel();
-        if let Some(task) = self.task.lock().await.take() {
+        for task in self.tasks.lock().await.drain(..) {
             let _ = task.await;
         }
         let consumer = Arc::clone(&self.consumer);

@@ -16,7 +16,7 @@ mod relay;
 mod replay;
 
 pub use config::KafkaConfig;
-pub use consumer::EventHub;
+pub use consumer::{EventHub, HubStatus};
 pub use delivered::Delivered;
 pub use error::Error;
 pub use producer::{EventProducer, Pending};

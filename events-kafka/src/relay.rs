@@ -30,8 +30,8 @@ use crate::{EventProducer, Pending};
 /// Events fetched per round: with waves, a round costs a few broker round trips
 /// whatever its size, so it is large.
 const BATCH: u32 = 1000;
-/// How often the outbox is polled when nobody kicks the relay.
-const POLL: Duration = Duration::from_millis(500);
+/// How often an instance without the lease tries to take it.
+const STANDBY_POLL: Duration = Duration::from_millis(500);
 /// Backoff bounds while the broker or the database is down.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -50,6 +50,11 @@ pub struct RelayConfig {
     /// How long close waits for the acknowledgements in flight (5 s) before it
     /// cancels what is still queued; keep it under the relay's close bound.
     pub drain_timeout: Duration,
+    /// How often the lease holder reads the outbox when nobody kicks it (20 ms).
+    /// A commit on this instance kicks it at once; a commit on another instance
+    /// (MySQL has no notifications) waits for this poll, so it bounds the
+    /// cross-instance delivery latency. One indexed read of an empty range each.
+    pub poll: Duration,
 }
 
 impl Default for RelayConfig {
@@ -59,6 +64,7 @@ impl Default for RelayConfig {
             purge_batch: 500,
             housekeeping_every: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(20),
         }
     }
 }
@@ -187,6 +193,7 @@ impl Relay {
     async fn run(self, kick: Arc<Notify>) {
         let mut backoff = BACKOFF_MIN;
         let mut clock = PublishClock::default();
+        let mut poll = STANDBY_POLL;
         loop {
             match self.relay_once(&mut clock).await {
                 Ok(Round::Published(true)) => {
@@ -196,8 +203,15 @@ impl Relay {
                     }
                 }
                 // Another instance relays; this one stands by and retries at the
-                // next poll or kick (taking over when the holder goes away).
-                Ok(Round::Standby | Round::Published(false)) => backoff = BACKOFF_MIN,
+                // next standby poll or kick (taking over when the holder goes away).
+                Ok(Round::Standby) => {
+                    backoff = BACKOFF_MIN;
+                    poll = STANDBY_POLL;
+                }
+                Ok(Round::Published(false)) => {
+                    backoff = BACKOFF_MIN;
+                    poll = self.config.poll;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "outbox relay stalled");
                     tokio::select! {
@@ -211,7 +225,7 @@ impl Relay {
             tokio::select! {
                 () = self.stop.cancelled() => return,
                 () = kick.notified() => {}
-                () = tokio::time::sleep(POLL) => {}
+                () = tokio::time::sleep(poll) => {}
             }
         }
     }

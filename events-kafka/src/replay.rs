@@ -8,6 +8,7 @@
 //! increasing (one relay holds the lease), then topic, partition and offset.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,7 @@ use crate::{Error, KafkaConfig};
 
 /// How far before the event's creation time the search starts: the relay publishes
 /// after the commit, and instance clocks differ a little.
-const CLOCK_SLACK: Duration = Duration::from_secs(5);
+pub(crate) const CLOCK_SLACK: Duration = Duration::from_secs(5);
 /// Resume points older than this are refused without reading: a client away for a
 /// day re-fetches with a query, and a forged old id cannot make us scan the log.
 const MAX_AGE: Duration = Duration::from_secs(24 * 60 * 60);
@@ -39,6 +40,12 @@ pub enum ReplayError {
     /// Not in the retained log of the subscribed topics.
     #[error("event {0:?} is not in the retained log of the subscribed topics")]
     NotFound(String),
+    /// Its client left before it finished.
+    #[error("the subscriber left during its replay")]
+    Abandoned,
+    /// More than `replay_max_events` would have to be read.
+    #[error("more than {0} events to read to resume; re-fetch with a query instead")]
+    TooLong(usize),
     /// The broker could not be read.
     #[error("the event log cannot be read to resume")]
     Kafka(#[source] Error),
@@ -67,11 +74,15 @@ impl Covered {
     }
 }
 
-/// Reads what followed `after` on `kinds`' topics, up to their current ends.
+/// Reads what followed `after` on `kinds`' topics, up to their current ends, on a
+/// blocking thread that stops reading when this future is dropped (the client
+/// left), and at `replay_max_events` messages. The thread holds `permit` (one of
+/// `replay_concurrency`) until it has stopped reading.
 pub async fn replay_after(
     config: &KafkaConfig,
     kinds: &[EventKind],
     after: &str,
+    permit: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<Replay, ReplayError> {
     let created_ms = created_at_ms(after)?;
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -83,9 +94,24 @@ pub async fn replay_after(
     let config = config.clone();
     let kinds = kinds.to_vec();
     let after = after.to_string();
-    tokio::task::spawn_blocking(move || read_log(&config, &kinds, &after, since_ms))
-        .await
-        .map_err(|e| ReplayError::Kafka(Error::Task(e)))?
+    let abandoned = Abandoned::default();
+    let flag = Arc::clone(&abandoned.0);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        read_log(&config, &kinds, &after, since_ms, &flag)
+    })
+    .await
+    .map_err(|e| ReplayError::Kafka(Error::Task(e)))?
+}
+
+/// Set when the future waiting for a replay is dropped: the reading thread stops.
+#[derive(Default)]
+struct Abandoned(Arc<AtomicBool>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A short-lived consumer that reads by assignment.
@@ -192,6 +218,7 @@ fn read_log(
     kinds: &[EventKind],
     after: &str,
     since_ms: i64,
+    abandoned: &AtomicBool,
 ) -> Result<Replay, ReplayError> {
     let kafka = |e| ReplayError::Kafka(Error::Metadata(e));
     let timeout = config.call_timeout;
@@ -237,15 +264,23 @@ fn read_log(
 
     let deadline = Instant::now() + timeout;
     let mut read = Vec::new();
+    let mut scanned = 0;
     while !pending.is_empty() {
         if Instant::now() > deadline {
             return Err(ReplayError::Kafka(Error::Timeout));
+        }
+        if abandoned.load(Ordering::Relaxed) {
+            return Err(ReplayError::Abandoned);
         }
         let message = match consumer.poll(Duration::from_millis(100)) {
             None => continue,
             Some(Err(e)) => return Err(kafka(e)),
             Some(Ok(m)) => m,
         };
+        scanned += 1;
+        if scanned > config.replay_max_events {
+            return Err(ReplayError::TooLong(config.replay_max_events));
+        }
         let Some(kind) = EventKind::from_topic(message.topic()) else {
             continue;
         };

@@ -239,13 +239,48 @@ async fn close_under_load_returns_within_its_bound() {
     draining.abort();
 }
 
+/// An unreachable broker does not stop the hub (SPEC 5b: the broker being down
+/// never stops the gateway): it starts within its call timeout and says why.
 #[tokio::test]
-async fn an_unreachable_broker_is_a_typed_error() {
+async fn an_unreachable_broker_is_reported_not_fatal() {
     let mut config = KafkaConfig::new("127.0.0.1:9");
     config.call_timeout = Duration::from_millis(500);
-    match EventHub::start(&config).await {
-        Err(events_kafka::Error::Metadata(_)) => {}
-        Err(other) => panic!("wrong error {other}"),
-        Ok(_) => panic!("started without a broker"),
+    let hub = EventHub::start(&config).await.expect("starts");
+    let status = hub.status();
+    assert_eq!(status.partitions, 0);
+    let why = status.unreachable.expect("unreachable");
+    assert!(why.contains("metadata"), "{why}");
+    hub.close().await.unwrap();
+}
+
+/// A resume that would read more than `replay_max_events` is refused instead of
+/// holding them all (a forged or very old `after` costs that much at most), and
+/// gives its place back.
+#[tokio::test]
+async fn a_replay_past_its_bound_is_refused() {
+    let mut config = config();
+    config.replay_max_events = 2;
+    config.replay_concurrency = 1;
+    let hub = EventHub::start(&config).await.unwrap();
+    let producer = EventProducer::new(&config).unwrap();
+    let upc = unique_upc();
+    let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut ts = now_ms();
+    for (i, id) in ids.iter().enumerate() {
+        ts += 1;
+        let payload = serde_json::to_string(&event(i as i32, &upc)).unwrap();
+        producer
+            .publish("checkout", &upc, id, &payload, ts)
+            .await
+            .unwrap();
     }
+    for _ in 0..2 {
+        match hub.replay_after(&[EventKind::Checkout], &ids[0]).await {
+            Err(events_kafka::ReplayError::TooLong(2)) => {}
+            other => panic!("not refused: {:?}", other.map(|r| r.events.len())),
+        }
+        assert_eq!(hub.replays_running(), 0, "the place is given back");
+    }
+    producer.close().await.unwrap();
+    hub.close().await.unwrap();
 }

@@ -33,12 +33,21 @@ impl Drop for Broker {
 }
 
 fn start_broker() -> Broker {
-    let bin = testkit::services().var("NISSHI_BIN").to_string();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    start_broker_on(free_port(), true)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
+        .port()
+}
+
+/// A broker of the test's own on `port`, with the two topics (3 partitions each)
+/// when `topics`.
+fn start_broker_on(port: u16, topics: bool) -> Broker {
+    let bin = testkit::services().var("NISSHI_BIN").to_string();
     let dir = std::env::temp_dir().join(testkit::unique_name("nisshi"));
     std::fs::create_dir_all(&dir).unwrap();
     let url = format!("tcp://127.0.0.1:{port}");
@@ -82,19 +91,31 @@ fn start_broker() -> Broker {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(up, "own broker did not start");
-    for topic in ["checkout", "checkin"] {
-        assert!(ready(&[
-            "topic",
-            "create",
-            "--broker",
-            &url,
-            "--partitions",
-            "3",
-            "--silent",
-            topic
-        ]));
+    if topics {
+        create_topics(port);
     }
     broker
+}
+
+fn create_topics(port: u16) {
+    let bin = testkit::services().var("NISSHI_BIN").to_string();
+    let url = format!("tcp://127.0.0.1:{port}");
+    for topic in ["checkout", "checkin"] {
+        let created = Command::new(&bin)
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &url,
+                "--partitions",
+                "3",
+                "--silent",
+                topic,
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(created, "topic {topic} created");
+    }
 }
 
 /// What each case starts from: a broker of its own, a fresh database with its
@@ -401,3 +422,97 @@ testkit::on_each_sql_server!(
     a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_hangs,
     a_new_holder_continues_after_the_newest_timestamp_on_the_topics,
 );
+
+/// The hub's settings for a broker on `port`, looking for it every 200 ms.
+fn watching(port: u16) -> KafkaConfig {
+    let mut kafka = KafkaConfig::new(&format!("127.0.0.1:{port}"));
+    kafka.metadata_refresh = Duration::from_millis(200);
+    kafka.call_timeout = Duration::from_secs(1);
+    kafka
+}
+
+/// Polls the hub's status (the condition) until `ok`, bounded.
+async fn until_status(hub: &EventHub, ok: impl Fn(&events_kafka::HubStatus) -> bool) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !ok(&hub.status()) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("hub status stayed {:?}", hub.status()));
+}
+
+/// Publishes one checkout event for `upc` and waits for the hub to deliver it.
+async fn delivered_through(hub: &EventHub, kafka: &KafkaConfig, upc: &str) {
+    let mut rx = hub.subscribe();
+    let producer = EventProducer::new(kafka).unwrap();
+    let event = domain::CheckoutEvent::from(&domain::Checkout {
+        id: 1,
+        user_email: "a@b.org".into(),
+        asset_upc: upc.into(),
+        checkout_date: chrono::Utc::now(),
+        checkin_date: None,
+    });
+    let payload = serde_json::to_string(&event).unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    producer
+        .publish(
+            "checkout",
+            upc,
+            &id,
+            &payload,
+            chrono::Utc::now().timestamp_millis(),
+        )
+        .await
+        .expect("acknowledged");
+    let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("delivered within 30 s")
+        .expect("hub open");
+    assert_eq!(got.event_id.as_deref(), Some(id.as_str()));
+    producer.close().await.unwrap();
+}
+
+/// The broker absent when the hub starts: the hub starts anyway, says so, and
+/// consumes once the broker appears; topics created after that are picked up.
+#[tokio::test]
+async fn a_hub_started_without_a_broker_consumes_once_it_appears() {
+    let port = free_port();
+    let kafka = watching(port);
+    let started = std::time::Instant::now();
+    let hub = EventHub::start(&kafka)
+        .await
+        .expect("starts without a broker");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(hub.status().unreachable.is_some(), "{:?}", hub.status());
+
+    // The broker appears, without topics yet: reachable, nothing to consume.
+    let _broker = start_broker_on(port, false);
+    until_status(&hub, |s| s.unreachable.is_none()).await;
+    // Topics created now are picked up (from their beginning) and delivered.
+    create_topics(port);
+    until_status(&hub, |s| s.partitions == 6).await;
+    delivered_through(&hub, &kafka, "T000000001").await;
+    hub.close().await.unwrap();
+}
+
+/// An event published after the broker came back but before the hub's next look is
+/// not missed: partitions first seen after an unreachable start are read from the
+/// hub's start time, not from their end.
+#[tokio::test]
+async fn events_published_before_the_hub_sees_the_broker_again_are_delivered() {
+    let broker = start_broker();
+    let pid = Pid::from_raw(broker.child.id() as i32);
+    kill(pid, Signal::SIGSTOP).unwrap();
+    let mut kafka = watching(broker.port);
+    // Long enough that the publication below lands before the hub looks again.
+    kafka.metadata_refresh = Duration::from_secs(3);
+    let hub = EventHub::start(&kafka)
+        .await
+        .expect("starts without a broker");
+    assert!(hub.status().unreachable.is_some());
+    kill(pid, Signal::SIGCONT).unwrap();
+    delivered_through(&hub, &kafka, "T000000002").await;
+    assert_eq!(hub.status().partitions, 6);
+    hub.close().await.unwrap();
+}

@@ -26,6 +26,8 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// The graceful stop.
     pub shutdown: ShutdownSettings,
+    /// What WebSockets and subscriptions may hold, and for how long.
+    pub subscriptions: SubscriptionSettings,
     /// `QUERYCACHE_TTL_SECONDS`: checkoutFeed snapshot lifetime.
     pub snapshot_ttl: Duration,
 }
@@ -145,6 +147,47 @@ impl ShutdownSettings {
     }
 }
 
+/// What WebSockets and subscriptions may hold, and for how long (SPEC section 5b).
+#[derive(Debug, Clone)]
+pub struct SubscriptionSettings {
+    /// `WS_CONNECTION_INIT_TIMEOUT` seconds: a socket that has not sent
+    /// `connection_init` by then is closed (4408).
+    pub init_timeout: Duration,
+    /// `WS_KEEPALIVE_INTERVAL` seconds between keep-alive messages (`ka` on the
+    /// legacy protocol, `ping` on graphql-transport-ws) and WebSocket pings.
+    pub keepalive: Duration,
+    /// `WS_MAX_SUBSCRIPTIONS_PER_SOCKET`: operations running at once on one socket.
+    pub max_subscriptions: usize,
+    /// `WS_MAX_SOCKETS`: open sockets per instance; more get 503 before upgrading.
+    pub max_sockets: usize,
+    /// `WS_MAX_SOCKETS_PER_USER`: open sockets per token subject.
+    pub max_sockets_per_user: usize,
+    /// `WS_SEND_TIMEOUT` seconds: a socket that takes longer to accept one message
+    /// is dropped, so no reader can hold up its events or the stop.
+    pub send_timeout: Duration,
+    /// `SUBSCRIPTION_REPLAY_CONCURRENCY`: `after` replays reading the log at once
+    /// per instance; more wait their turn.
+    pub replay_concurrency: usize,
+    /// `SUBSCRIPTION_REPLAY_MAX_EVENTS`: events one replay may read before it
+    /// gives up (the client re-fetches with a query instead).
+    pub replay_max_events: usize,
+}
+
+impl Default for SubscriptionSettings {
+    fn default() -> Self {
+        SubscriptionSettings {
+            init_timeout: Duration::from_secs(10),
+            keepalive: Duration::from_secs(12),
+            max_subscriptions: 50,
+            max_sockets: 10_000,
+            max_sockets_per_user: 50,
+            send_timeout: Duration::from_secs(10),
+            replay_concurrency: 4,
+            replay_max_events: 10_000,
+        }
+    }
+}
+
 /// The snapshot lifetime's default, `QUERYCACHE_TTL_SECONDS`.
 const SNAPSHOT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -228,6 +271,15 @@ struct Raw {
     querycache_max_rows: Option<u32>,
     querycache_reuse_seconds: Option<f64>,
     outbox_retention_seconds: Option<f64>,
+    outbox_poll_ms: Option<u64>,
+    ws_connection_init_timeout: Option<f64>,
+    ws_keepalive_interval: Option<f64>,
+    ws_max_subscriptions_per_socket: Option<usize>,
+    ws_max_sockets: Option<usize>,
+    ws_max_sockets_per_user: Option<usize>,
+    ws_send_timeout: Option<f64>,
+    subscription_replay_concurrency: Option<usize>,
+    subscription_replay_max_events: Option<usize>,
 }
 
 /// Every environment name the gateway reads (the deploy checks compare against it).
@@ -279,6 +331,15 @@ pub const KNOWN_NAMES: &[&str] = &[
     "QUERYCACHE_MAX_ROWS",
     "QUERYCACHE_REUSE_SECONDS",
     "OUTBOX_RETENTION_SECONDS",
+    "OUTBOX_POLL_MS",
+    "WS_CONNECTION_INIT_TIMEOUT",
+    "WS_KEEPALIVE_INTERVAL",
+    "WS_MAX_SUBSCRIPTIONS_PER_SOCKET",
+    "WS_MAX_SOCKETS",
+    "WS_MAX_SOCKETS_PER_USER",
+    "WS_SEND_TIMEOUT",
+    "SUBSCRIPTION_REPLAY_CONCURRENCY",
+    "SUBSCRIPTION_REPLAY_MAX_EVENTS",
 ];
 
 /// Seconds as a duration; `default` when unset, negative or not finite.
@@ -383,6 +444,7 @@ impl Settings {
             mongo.pool_size = raw.mongo_connection_pool_size.unwrap_or(10);
             let mut relay = events_kafka::RelayConfig::default();
             relay.retention = secs(raw.outbox_retention_seconds, relay.retention);
+            relay.poll = raw.outbox_poll_ms.map_or(relay.poll, Duration::from_millis);
             Services {
                 mysql,
                 mongo,
@@ -394,6 +456,7 @@ impl Settings {
         let auth = AuthSettings::default();
         let limits = LimitSettings::default();
         let shutdown = ShutdownSettings::defaults(production);
+        let subscriptions = SubscriptionSettings::default();
         Ok(Settings {
             production,
             server: ServerSettings {
@@ -460,6 +523,25 @@ impl Settings {
                 delay: secs(raw.shutdown_delay, shutdown.delay),
                 timeout: secs(raw.shutdown_timeout, shutdown.timeout),
                 close_timeout: secs(raw.shutdown_close_timeout, shutdown.close_timeout),
+            },
+            subscriptions: SubscriptionSettings {
+                init_timeout: secs(raw.ws_connection_init_timeout, subscriptions.init_timeout),
+                keepalive: secs(raw.ws_keepalive_interval, subscriptions.keepalive),
+                max_subscriptions: raw
+                    .ws_max_subscriptions_per_socket
+                    .unwrap_or(subscriptions.max_subscriptions),
+                max_sockets: raw.ws_max_sockets.unwrap_or(subscriptions.max_sockets),
+                max_sockets_per_user: raw
+                    .ws_max_sockets_per_user
+                    .unwrap_or(subscriptions.max_sockets_per_user),
+                send_timeout: secs(raw.ws_send_timeout, subscriptions.send_timeout),
+                replay_concurrency: raw
+                    .subscription_replay_concurrency
+                    .unwrap_or(subscriptions.replay_concurrency)
+                    .max(1),
+                replay_max_events: raw
+                    .subscription_replay_max_events
+                    .unwrap_or(subscriptions.replay_max_events),
             },
             snapshot_ttl: secs(raw.querycache_ttl_seconds, SNAPSHOT_TTL),
         })

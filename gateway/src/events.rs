@@ -26,6 +26,9 @@ pub enum ResumeError {
     /// The event log cannot be read now (broker down); the client may retry.
     #[error("the event log cannot be read to resume; retry later")]
     Unavailable,
+    /// Resuming would read more than the replay bound.
+    #[error("more than {0} events were published since; re-fetch with a query, then subscribe without `after`")]
+    TooLong(usize),
 }
 
 impl From<ReplayError> for ResumeError {
@@ -34,6 +37,9 @@ impl From<ReplayError> for ResumeError {
             ReplayError::NotAnEventId(id)
             | ReplayError::OutOfRange(id)
             | ReplayError::NotFound(id) => ResumeError::Unknown(id),
+            ReplayError::TooLong(n) => ResumeError::TooLong(n),
+            // Nobody waits for the answer any more.
+            ReplayError::Abandoned => ResumeError::Unavailable,
             ReplayError::Kafka(inner) => {
                 tracing::warn!(error = %inner, "resume: event log unreadable");
                 ResumeError::Unavailable

@@ -27,7 +27,7 @@ impl BodyHarness {
         let settings = Settings::development();
         let pipeline = runtime.block_on(async {
             let stores = crate::startup::embedded_stores(&settings);
-            let metrics = Arc::new(Metrics::new(Vec::new(), Vec::new(), None)?);
+            let metrics = Arc::new(Metrics::new(Vec::new(), Vec::new(), Vec::new(), None)?);
             anyhow::Ok(crate::startup::pipeline(&settings, stores, metrics))
         })?;
         Ok(BodyHarness { pipeline, runtime })

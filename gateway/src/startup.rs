@@ -22,7 +22,9 @@ use crate::counted::Counted;
 use crate::embedded::{MemoryCatalog, MemoryCheckouts, MemorySnapshots};
 use crate::events::EventFeed;
 use crate::graphql::{self, AliasLimit, Limits, Stores};
-use crate::http::{self, DependencyCheck, HttpState, Metrics, SampledCounter, Sampler, WsTracker};
+use crate::http::{
+    self, DependencyCheck, HttpState, Metrics, SampledCounter, SampledGauge, Sampler, WsTracker,
+};
 use crate::pipeline::{Pipeline, PipelineConfig};
 
 /// The same stores, each call counted in `metrics`.
@@ -40,14 +42,17 @@ fn counted(stores: Stores, metrics: &Metrics) -> Stores {
 struct Backends {
     stores: Stores,
     samplers: Vec<Sampler>,
-    /// Connectors' own counters, with real services.
+    /// Connectors' own counters and gauges, with real services.
     counters: Vec<SampledCounter>,
+    gauges: Vec<SampledGauge>,
     /// The outbox relay's figures, with real services.
     relay: Option<Arc<events_kafka::RelayStats>>,
     verifier: Verifier,
     #[cfg(feature = "dev")]
     dev_issuer: Option<Arc<DevIssuer>>,
     dependencies: Vec<Arc<dyn DependencyCheck>>,
+    /// Served without when down (Kafka), reported by readiness.
+    optional: Vec<Arc<dyn DependencyCheck>>,
     /// In close order.
     closeables: Vec<Arc<dyn Closeable>>,
 }
@@ -156,12 +161,17 @@ impl Application {
             coordinator.register(c);
         }
         let metrics = Arc::new(
-            Metrics::new(backends.samplers, backends.counters, backends.relay)
-                .context("metrics")?,
+            Metrics::new(
+                backends.samplers,
+                backends.counters,
+                backends.gauges,
+                backends.relay,
+            )
+            .context("metrics")?,
         );
         let stores = counted(backends.stores, &metrics);
         let pipeline = Arc::new(pipeline(&settings, stores, Arc::clone(&metrics)));
-        let websockets = WsTracker::default();
+        let websockets = WsTracker::new(settings.subscriptions.clone());
         let state = web::Data::new(HttpState {
             pipeline,
             verifier: backends.verifier,
@@ -170,6 +180,7 @@ impl Application {
             max_body_bytes: settings.limits.max_body_bytes,
             websockets: websockets.clone(),
             dependencies: backends.dependencies,
+            optional: backends.optional,
             #[cfg(feature = "dev")]
             dev_issuer: backends.dev_issuer,
             metrics,
@@ -290,10 +301,12 @@ fn embedded(settings: &Settings) -> anyhow::Result<Backends> {
         stores,
         samplers: Vec::new(),
         counters: Vec::new(),
+        gauges: Vec::new(),
         relay: None,
         verifier: verifier(keys, settings),
         dev_issuer: Some(issuer),
         dependencies,
+        optional: Vec::new(),
         closeables: Vec::new(),
     })
 }
@@ -380,7 +393,9 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
             .await
             .context("connecting to MongoDB")?,
     );
-    let kafka = KafkaConfig::new(&services.kafka_brokers);
+    let mut kafka = KafkaConfig::new(&services.kafka_brokers);
+    kafka.replay_concurrency = settings.subscriptions.replay_concurrency;
+    kafka.replay_max_events = settings.subscriptions.replay_max_events;
     let producer = Arc::new(EventProducer::new(&kafka).context("Kafka producer")?);
     let hub = Arc::new(
         EventHub::start(&kafka)
@@ -422,6 +437,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
             help: "MySQL statements retried after a lock conflict (deadlock or lock wait timeout)",
             read: Arc::new(move || retried.lock_retries()),
         }],
+        gauges: hub_gauges(&hub),
         relay: Some(relay.stats()),
         verifier: verifier(keys.clone(), settings),
         #[cfg(feature = "dev")]
@@ -431,6 +447,7 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
             Arc::new(MongoReady(Arc::clone(&mongo))),
             Arc::new(KeysReady(keys)),
         ],
+        optional: vec![Arc::new(KafkaReady(Arc::clone(&hub)))],
         // SPEC section 7's order: consumer, relay, producer flush, MySQL, MongoDB.
         closeables: vec![hub, relay, producer, mysql, mongo],
     })
@@ -453,6 +470,49 @@ impl DependencyCheck for KeysReady {
                 Ok(())
             } else {
                 Err("no verification key fetched yet from PUBLIC_JWT_KEY_URL".into())
+            }
+        })
+    }
+}
+
+/// The live consumer's view of the broker, as metrics.
+fn hub_gauges(hub: &Arc<EventHub>) -> Vec<SampledGauge> {
+    let (reachable, partitions, replays) = (Arc::clone(hub), Arc::clone(hub), Arc::clone(hub));
+    vec![
+        SampledGauge {
+            name: "kafka_broker_reachable",
+            help: "1 when the event consumer's last look at the broker succeeded",
+            read: Arc::new(move || i64::from(reachable.status().unreachable.is_none())),
+        },
+        SampledGauge {
+            name: "kafka_consumer_partitions",
+            help: "Partitions of the event topics this instance consumes",
+            read: Arc::new(move || partitions.status().partitions as i64),
+        },
+        SampledGauge {
+            name: "subscription_replays_running",
+            help: "Resumes (`after`) reading the event log now",
+            read: Arc::new(move || replays.replays_running() as i64),
+        },
+    ]
+}
+
+/// Kafka is optional for readiness: without it queries and mutations go on and
+/// events wait in the outbox; only live delivery pauses.
+struct KafkaReady(Arc<EventHub>);
+
+impl DependencyCheck for KafkaReady {
+    fn name(&self) -> &str {
+        "kafka"
+    }
+    fn check(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + '_>> {
+        let status = self.0.status();
+        Box::pin(async move {
+            match status.unreachable {
+                None => Ok(()),
+                Some(why) => Err(format!("unreachable ({why}); events wait in the outbox")),
             }
         })
     }

@@ -33,6 +33,7 @@ async fn stream_of(
             let code = match e {
                 ResumeError::Unknown(_) => "BAD_USER_INPUT",
                 ResumeError::Unavailable => "SERVICE_UNAVAILABLE",
+                ResumeError::TooLong(_) => "REPLAY_TOO_LONG",
             };
             coded(e.to_string(), code)
         })?;

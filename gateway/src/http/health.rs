@@ -27,7 +27,8 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("OK")
 }
 
-/// 503 while starting or draining, or when a dependency does not answer in 1 s.
+/// 503 while starting or draining, or when a required dependency does not answer
+/// in 1 s; an optional one that is down is named in the body (still 200).
 pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
     let phase = state.readiness.state();
     if phase != shutdown::State::Ready {
@@ -36,20 +37,14 @@ pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
             .content_type("text/plain")
             .body(body);
     }
-    let checks = state.dependencies.iter().map(|d| async move {
-        match tokio::time::timeout(Duration::from_secs(1), d.check()).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("{}: {e}", d.name())),
-            Err(_) => Some(format!("{}: timed out", d.name())),
-        }
-    });
-    let failures: Vec<String> = futures::future::join_all(checks)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
+    let (failures, degraded) =
+        futures::future::join(failing(&state.dependencies), failing(&state.optional)).await;
     if failures.is_empty() {
-        HttpResponse::Ok().content_type("text/plain").body("OK")
+        let mut body = String::from("OK");
+        for d in degraded {
+            body.push_str(&format!("\n{d} (optional: serving without it)"));
+        }
+        HttpResponse::Ok().content_type("text/plain").body(body)
     } else {
         tracing::warn!(failures = ?failures, "not ready: dependency down");
         HttpResponse::ServiceUnavailable()
@@ -58,11 +53,43 @@ pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
     }
 }
 
+/// The checks among `deps` that fail (or take over 1 s), as "name: why".
+async fn failing(deps: &[std::sync::Arc<dyn DependencyCheck>]) -> Vec<String> {
+    let checks = deps.iter().map(|d| async move {
+        match tokio::time::timeout(Duration::from_secs(1), d.check()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("{}: {e}", d.name())),
+            Err(_) => Some(format!("{}: timed out", d.name())),
+        }
+    });
+    futures::future::join_all(checks)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// `/dev/token/{username}?ttl=SECONDS`.
+#[cfg(feature = "dev")]
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    /// Lifetime in seconds (default 24 h).
+    ttl: Option<i64>,
+}
+
 #[cfg(feature = "dev")]
 /// Embedded mode only: a token for a dev user, no password asked (the process runs
-/// on the developer's machine with demo data).
-pub async fn dev_token(issuer: web::Data<DevIssuer>, username: web::Path<String>) -> HttpResponse {
-    match issuer.user(&username).and_then(|u| issuer.issue(u)) {
+/// on the developer's machine with demo data); `ttl` shortens its life.
+pub async fn dev_token(
+    issuer: web::Data<DevIssuer>,
+    username: web::Path<String>,
+    query: web::Query<TokenQuery>,
+) -> HttpResponse {
+    let issued = issuer.user(&username).and_then(|u| match query.ttl {
+        Some(ttl) => issuer.issue_for(u, ttl),
+        None => issuer.issue(u),
+    });
+    match issued {
         Some(token) => HttpResponse::Ok().content_type("text/plain").body(token),
         None => HttpResponse::NotFound().content_type("text/plain").body(format!(
             "no dev user {username:?}; try user1 (admin, librarian, user), user2, user3 or apickerin0@51.la"

@@ -28,6 +28,17 @@ pub struct SampledCounter {
     pub read: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
+/// A gauge read at scrape time from the component that keeps it (the Kafka
+/// consumer's state, replays running, limits).
+pub struct SampledGauge {
+    /// The metric's name.
+    pub name: &'static str,
+    /// Its help text.
+    pub help: &'static str,
+    /// Reads the value now.
+    pub read: Arc<dyn Fn() -> i64 + Send + Sync>,
+}
+
 /// The application's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +50,7 @@ pub struct Metrics {
     datasource_calls: IntCounterVec,
     samplers: Vec<Sampler>,
     counters: Vec<(IntCounter, Arc<dyn Fn() -> u64 + Send + Sync>)>,
+    gauges: Vec<(IntGauge, Arc<dyn Fn() -> i64 + Send + Sync>)>,
     relay: Option<RelayMetrics>,
 }
 
@@ -101,11 +113,12 @@ fn relay_counters(stats: &Arc<RelayStats>) -> [SampledCounter; 2] {
 
 impl Metrics {
     /// Registers every metric; `samplers` feed the pool gauge at each scrape,
-    /// `counters` their own counters, and `relay` (with real services) the outbox
-    /// metrics.
+    /// `counters` and `gauges` their own metrics, and `relay` (with real
+    /// services) the outbox metrics.
     pub fn new(
         samplers: Vec<Sampler>,
         counters: Vec<SampledCounter>,
+        gauges: Vec<SampledGauge>,
         relay: Option<Arc<RelayStats>>,
     ) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
@@ -158,6 +171,14 @@ impl Metrics {
                 Ok((counter, c.read))
             })
             .collect::<Result<Vec<_>, prometheus::Error>>()?;
+        let gauges = gauges
+            .into_iter()
+            .map(|g| {
+                let gauge = IntGauge::new(g.name, g.help)?;
+                registry.register(Box::new(gauge.clone()))?;
+                Ok((gauge, g.read))
+            })
+            .collect::<Result<Vec<_>, prometheus::Error>>()?;
         let relay = relay
             .map(|stats| RelayMetrics::new(&registry, stats))
             .transpose()?;
@@ -171,6 +192,7 @@ impl Metrics {
             datasource_calls,
             samplers,
             counters,
+            gauges,
             relay,
         })
     }
@@ -209,6 +231,9 @@ impl Metrics {
             // Counters only go up: add what was counted since the last scrape.
             counter.inc_by(read().saturating_sub(counter.get()));
         }
+        for (gauge, read) in &self.gauges {
+            gauge.set(read());
+        }
         if let Some(relay) = &self.relay {
             relay.sample();
         }
@@ -240,9 +265,15 @@ mod tests {
             help: "retries",
             read: Arc::new(move || read.load(std::sync::atomic::Ordering::Relaxed)),
         };
+        let gauge = SampledGauge {
+            name: "kafka_broker_reachable",
+            help: "reachable",
+            read: Arc::new(|| 1),
+        };
         let m = Metrics::new(
             vec![Arc::new(|| vec![("mysql:idle", 3)])],
             vec![counter],
+            vec![gauge],
             None,
         )
         .unwrap();
@@ -261,6 +292,7 @@ mod tests {
         assert!(text.contains(r#"datasource_pool_connections{pool="mysql",state="idle"} 3"#));
         assert!(!text.contains("outbox_"), "no relay, no outbox metrics");
         assert!(text.contains("mysql_lock_retries_total 7"), "{text}");
+        assert!(text.contains("kafka_broker_reachable 1"), "{text}");
         retries.store(9, std::sync::atomic::Ordering::Relaxed);
         let text = String::from_utf8(m.render(2)).unwrap();
         assert!(text.contains("mysql_lock_retries_total 9"), "{text}");
@@ -269,6 +301,7 @@ mod tests {
     #[test]
     fn the_relay_metrics_start_at_zero() {
         let m = Metrics::new(
+            Vec::new(),
             Vec::new(),
             Vec::new(),
             Some(Arc::new(RelayStats::default())),

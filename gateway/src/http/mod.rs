@@ -19,7 +19,7 @@ use shutdown::Readiness;
 #[cfg(feature = "fuzzing")]
 pub(crate) use graphql::request_from_body;
 pub use health::DependencyCheck;
-pub use metrics::{Metrics, SampledCounter, Sampler};
+pub use metrics::{Metrics, SampledCounter, SampledGauge, Sampler};
 pub use ws::WsTracker;
 
 use crate::pipeline::Pipeline;
@@ -40,6 +40,9 @@ pub struct HttpState {
     pub websockets: WsTracker,
     /// Required dependencies, for `/health/ready`.
     pub dependencies: Vec<Arc<dyn DependencyCheck>>,
+    /// Dependencies the gateway serves without (Kafka: events wait in the
+    /// outbox), named in `/health/ready`'s body when down.
+    pub optional: Vec<Arc<dyn DependencyCheck>>,
     /// Embedded mode's token issuer, mounted under `/dev`.
     #[cfg(feature = "dev")]
     pub dev_issuer: Option<Arc<DevIssuer>>,

@@ -7,4 +7,5 @@ mod handover;
 mod helpers;
 mod hostile;
 mod pipeline;
+mod sockets;
 mod subscriptions;

@@ -1,0 +1,366 @@
+//! WebSocket limits and lifecycles (SPEC section 5b), over real clients of both
+//! protocols: `connection_init` timeout, keep-alives, subscriptions per socket,
+//! sockets per instance and per user, token expiry, a reader that stops reading.
+//! On embedded apps: the rules are the socket loop's, whatever feeds the events.
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use gateway::Settings;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::TestApp;
+use crate::subscriptions::{acknowledged, connect, next, send, Ws};
+
+const LEGACY: &str = "graphql-ws";
+const MODERN: &str = "graphql-transport-ws";
+const BOTH: [(&str, &str); 2] = [(MODERN, "subscribe"), (LEGACY, "start")];
+const CHECKOUTS: &str = "subscription { checkout { id } }";
+
+async fn app_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
+    let mut settings = Settings::development();
+    settings.server.port = 0;
+    tweak(&mut settings);
+    TestApp::with_settings(settings).await
+}
+
+async fn authed(app: &TestApp, protocol: &str, user: &str) -> Ws {
+    let token = app.token(user).await;
+    acknowledged(app, protocol, json!({ "authToken": token })).await
+}
+
+/// Reads until the socket closes: the close code, and every message before it.
+async fn until_closed(ws: &mut Ws, within: Duration) -> (Option<u16>, Vec<Value>) {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match next(ws, left).await {
+            Some(Ok(msg)) => seen.push(msg),
+            Some(Err(code)) => return (Some(code), seen),
+            None => return (None, seen),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_socket_that_never_initialises_is_closed() {
+    let app = app_with(|s| s.subscriptions.init_timeout = Duration::from_millis(300)).await;
+    let mut modern = connect(&app, MODERN).await;
+    let started = Instant::now();
+    let (code, _) = until_closed(&mut modern, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(4408));
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    let mut legacy = connect(&app, LEGACY).await;
+    let (code, seen) = until_closed(&mut legacy, Duration::from_secs(10)).await;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0]["type"], "connection_error", "{seen:?}");
+    assert!(code.is_some(), "then closed");
+
+    // An initialised socket outlives the timeout.
+    let mut open = authed(&app, MODERN, "user3").await;
+    send(
+        &mut open,
+        json!({"id": "q", "type": "subscribe", "payload": {"query": "{ books { title } }"}}),
+    )
+    .await;
+    let answer = next(&mut open, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer["type"], "next", "{answer}");
+    tokio::time::sleep(Duration::from_millis(600)).await; // past the init timeout
+    send(
+        &mut open,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": "{ books { title } }"}}),
+    )
+    .await;
+    let mut types = Vec::new();
+    while let Some(Ok(m)) = next(&mut open, Duration::from_secs(2)).await {
+        types.push(m["type"].as_str().unwrap_or_default().to_string());
+        if m["id"] == "r" && m["type"] == "next" {
+            break;
+        }
+    }
+    assert!(types.contains(&"next".to_string()), "{types:?}");
+}
+
+#[tokio::test]
+async fn keepalives_flow_on_both_protocols_and_a_silent_client_is_dropped() {
+    let app = app_with(|s| s.subscriptions.keepalive = Duration::from_millis(200)).await;
+    let mut legacy = authed(&app, LEGACY, "user3").await;
+    let ka = next(&mut legacy, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ka, json!({"type": "ka"}));
+
+    let mut modern = authed(&app, MODERN, "user3").await;
+    let ping = next(&mut modern, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ping["type"], "ping");
+    // A client that answers (a pong, and tungstenite's automatic WebSocket pongs
+    // while it reads) stays open well past three periods.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        match next(&mut modern, Duration::from_millis(300)).await {
+            Some(Ok(m)) if m["type"] == "ping" => send(&mut modern, json!({"type": "pong"})).await,
+            Some(Ok(_)) | None => {}
+            Some(Err(code)) => panic!("an answering client was closed ({code})"),
+        }
+    }
+
+    // One that stops reading (so answers nothing) is closed after three.
+    let mut silent = authed(&app, MODERN, "user3").await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // not reading: that is the case
+    let (code, _) = until_closed(&mut silent, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(1001));
+}
+
+#[tokio::test]
+async fn subscriptions_per_socket_are_bounded() {
+    let app = app_with(|s| s.subscriptions.max_subscriptions = 2).await;
+    for (protocol, start) in BOTH {
+        let mut ws = authed(&app, protocol, "user3").await;
+        for id in ["1", "2", "3"] {
+            send(
+                &mut ws,
+                json!({"id": id, "type": start, "payload": {"query": CHECKOUTS}}),
+            )
+            .await;
+        }
+        let refused = next(&mut ws, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(refused["type"], "error", "{protocol}: {refused}");
+        assert_eq!(refused["id"], "3");
+        let error = if protocol == MODERN {
+            &refused["payload"][0]
+        } else {
+            &refused["payload"]
+        };
+        assert_eq!(
+            error["extensions"]["code"], "TOO_MANY_SUBSCRIPTIONS",
+            "{refused}"
+        );
+
+        // Ending one makes room: a query on the socket is answered.
+        let stop = if protocol == MODERN {
+            "complete"
+        } else {
+            "stop"
+        };
+        send(&mut ws, json!({"id": "1", "type": stop})).await;
+        send(
+            &mut ws,
+            json!({"id": "4", "type": start, "payload": {"query": "{ books { title } }"}}),
+        )
+        .await;
+        let mut answered = None;
+        while let Some(Ok(m)) = next(&mut ws, Duration::from_secs(5)).await {
+            if m["id"] == "4" {
+                answered = Some(m);
+                break;
+            }
+        }
+        let answered = answered.expect("the fourth operation is answered");
+        assert_ne!(answered["type"], "error", "{protocol}: {answered}");
+        assert!(
+            answered["payload"]["data"]["books"].is_array(),
+            "{answered}"
+        );
+    }
+
+    // graphql-transport-ws: an id already running closes the socket (4409).
+    let mut ws = authed(&app, MODERN, "user3").await;
+    for _ in 0..2 {
+        send(
+            &mut ws,
+            json!({"id": "same", "type": "subscribe", "payload": {"query": CHECKOUTS}}),
+        )
+        .await;
+    }
+    let (code, _) = until_closed(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4409));
+}
+
+#[tokio::test]
+async fn sockets_per_instance_are_bounded() {
+    let app = app_with(|s| s.subscriptions.max_sockets = 2).await;
+    let first = connect(&app, MODERN).await;
+    let _second = connect(&app, LEGACY).await;
+    let mut req = format!("ws://127.0.0.1:{}/graphql", app.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", MODERN.parse().unwrap());
+    match tokio_tungstenite::connect_async(req.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status(), 503);
+            let body: Value = serde_json::from_slice(resp.body().as_deref().unwrap_or_default())
+                .expect("a JSON error body");
+            assert_eq!(
+                body["errors"][0]["extensions"]["code"], "TOO_MANY_SOCKETS",
+                "{body}"
+            );
+        }
+        other => panic!("a third socket was not refused: {:?}", other.map(|_| ())),
+    }
+    // A closed socket frees its place (once the server has seen the close).
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if tokio_tungstenite::connect_async(req.clone()).await.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed place was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn sockets_per_user_are_bounded() {
+    let app = app_with(|s| s.subscriptions.max_sockets_per_user = 1).await;
+    let _held = authed(&app, MODERN, "user3").await;
+    let token = app.token("user3").await;
+
+    let mut modern = connect(&app, MODERN).await;
+    send(
+        &mut modern,
+        json!({"type": "connection_init", "payload": {"authToken": token}}),
+    )
+    .await;
+    let (code, _) = until_closed(&mut modern, Duration::from_secs(5)).await;
+    assert_eq!(code, Some(4429));
+
+    let mut legacy = connect(&app, LEGACY).await;
+    send(
+        &mut legacy,
+        json!({"type": "connection_init", "payload": {"authToken": token}}),
+    )
+    .await;
+    let refused = next(&mut legacy, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(refused["type"], "connection_error", "{refused}");
+
+    // Another user is not affected.
+    let _other = authed(&app, MODERN, "user2").await;
+}
+
+#[tokio::test]
+async fn a_subscription_ends_when_its_token_expires() {
+    let app = app_with(|_| {}).await;
+    for (protocol, start) in BOTH {
+        // 1 s of life, plus the verifier's 5 s of tolerated clock skew.
+        let token = app
+            .client
+            .get(format!("{}/dev/token/user3?ttl=1", app.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let mut ws = acknowledged(&app, protocol, json!({ "authToken": token })).await;
+        send(
+            &mut ws,
+            json!({"id": "1", "type": start, "payload": {"query": CHECKOUTS}}),
+        )
+        .await;
+        let started = Instant::now();
+        let (code, seen) = until_closed(&mut ws, Duration::from_secs(20)).await;
+        assert!(
+            started.elapsed() > Duration::from_millis(500),
+            "not before it expires"
+        );
+        match protocol {
+            MODERN => assert_eq!(code, Some(4403), "{seen:?}"),
+            _ => {
+                let said = seen.iter().find(|m| m["type"] == "connection_error");
+                assert!(said.is_some(), "{seen:?}");
+                assert!(code.is_some());
+            }
+        }
+    }
+}
+
+/// A subscriber that stops reading is dropped once a send to it takes longer than
+/// `WS_SEND_TIMEOUT`, while another subscriber keeps getting every event.
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_dropped_without_slowing_others() {
+    let app = app_with(|s| s.subscriptions.send_timeout = Duration::from_millis(500)).await;
+    let token = app.token("user1").await;
+    let query = wide_subscription();
+    let mut stalled = acknowledged(&app, MODERN, json!({ "authToken": token })).await;
+    for id in 0..50 {
+        send(
+            &mut stalled,
+            json!({"id": id.to_string(), "type": "subscribe", "payload": {"query": query}}),
+        )
+        .await;
+    }
+    let mut reader = acknowledged(&app, MODERN, json!({ "authToken": token })).await;
+    send(
+        &mut reader,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+    // The subscriptions start asynchronously: wait until the reader gets events.
+    let upc = "9000000020";
+    let mut pushed = 0usize;
+    let mut mutations = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    // Well past what kernel buffers and the session's channel hold for the stalled
+    // socket (50 copies of each event).
+    while pushed < 24 * 1024 * 1024 {
+        assert!(Instant::now() < deadline, "too slow: {mutations} mutations");
+        let made = app.as_user("user1", OUT, json!({"u": upc})).await;
+        assert!(made["data"]["checkoutAsset"]["id"].is_string(), "{made}");
+        app.as_user("user1", BACK, json!({"u": upc})).await;
+        mutations += 1;
+        // The reader sees the checkout promptly, whatever the stalled socket does.
+        let seen = loop {
+            match tokio::time::timeout(Duration::from_secs(5), reader.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"next\"") => break t,
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("the reader stalled after {mutations} mutations: {other:?}"),
+            }
+        };
+        pushed += seen.len() * 50;
+    }
+    // The stalled socket is gone, the reader is not.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.metrics().await.contains("graphql_websockets_open 1\n") {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled socket was never dropped: {}",
+            app.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(stalled);
+}
+
+const OUT: &str =
+    "mutation($u: String!) { checkoutAsset(assetUpc: $u, userEmail: \"apickerin0@51.la\") { id } }";
+const BACK: &str = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
+
+/// A checkout subscription whose events are over a KiB each (14 aliases, within
+/// the alias limit).
+fn wide_subscription() -> String {
+    let fields: String = (0..7)
+        .map(|i| format!(" p{i}: patron {{ id firstName lastName email phoneCell yearRegistered }} b{i}: book {{ id title author genre isbn13 yearPublished }}"))
+        .collect();
+    format!("subscription {{ checkout {{ id assetUpc userEmail{fields} }} }}")
+}
