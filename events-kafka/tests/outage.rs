@@ -5,123 +5,19 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use data_mysql::{MysqlCheckouts, MysqlConfig};
 use domain::{CheckoutStore, EventKind, Outbox};
 use events_kafka::{EventHub, EventProducer, KafkaConfig, OutboxRelay, RelayConfig};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use shutdown::Closeable;
-use testkit::SqlServer;
-
-struct Broker {
-    child: Child,
-    port: u16,
-    _dir: std::path::PathBuf,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self._dir);
-    }
-}
-
-fn start_broker() -> Broker {
-    start_broker_on(free_port(), true)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A broker of the test's own on `port`, with the two topics (3 partitions each)
-/// when `topics`.
-fn start_broker_on(port: u16, topics: bool) -> Broker {
-    let bin = testkit::services().var("NISSHI_BIN").to_string();
-    let dir = std::env::temp_dir().join(testkit::unique_name("nisshi"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let child = Command::new(&bin)
-        .current_dir(&dir)
-        .args([
-            "broker",
-            "--listener-url",
-            &url,
-            "--advertised-listener-url",
-            &url,
-        ])
-        .args([
-            "--storage-engine",
-            "memory://nisshi/",
-            "--group-initial-rebalance-delay",
-            "0s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nisshi");
-    let broker = Broker {
-        child,
-        port,
-        _dir: dir,
-    };
-    let ready = |args: &[&str]| {
-        Command::new(&bin)
-            .args(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    // Poll the broker's readiness over its protocol (bounded).
-    let mut up = false;
-    for _ in 0..300 {
-        if ready(&["topic", "list", "--broker", &url]) {
-            up = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(up, "own broker did not start");
-    if topics {
-        create_topics(port);
-    }
-    broker
-}
-
-fn create_topics(port: u16) {
-    let bin = testkit::services().var("NISSHI_BIN").to_string();
-    let url = format!("tcp://127.0.0.1:{port}");
-    for topic in ["checkout", "checkin"] {
-        let created = Command::new(&bin)
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &url,
-                "--partitions",
-                "3",
-                "--silent",
-                topic,
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(created, "topic {topic} created");
-    }
-}
+use testkit::{free_port, OwnBroker, SqlServer};
 
 /// What each case starts from: a broker of its own, a fresh database with its
 /// store, and a hub subscribed to the broker.
 struct Rig {
-    broker: Broker,
+    broker: OwnBroker,
     kafka: KafkaConfig,
     db: MysqlConfig,
     store: Arc<MysqlCheckouts>,
@@ -130,8 +26,8 @@ struct Rig {
 
 impl Rig {
     async fn start(server: SqlServer) -> Self {
-        let broker = start_broker();
-        let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port));
+        let broker = OwnBroker::start();
+        let kafka = KafkaConfig::new(&format!("127.0.0.1:{}", broker.port()));
         let db = common::fresh_mysql_config(server);
         MysqlCheckouts::create_database(&db).await.unwrap();
         let store = Arc::new(MysqlCheckouts::connect(&db).await.unwrap());
@@ -143,10 +39,6 @@ impl Rig {
             store,
             hub,
         }
-    }
-
-    fn broker_pid(&self) -> Pid {
-        Pid::from_raw(self.broker.child.id() as i32)
     }
 
     /// Closes the hub and the store, and drops the database.
@@ -168,8 +60,7 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
         RelayConfig::default(),
     );
 
-    let pid = rig.broker_pid();
-    kill(pid, Signal::SIGSTOP).unwrap();
+    rig.broker.freeze();
     // 100 events while the broker is frozen: 50 checkouts and 50 checkins.
     for i in 0..50 {
         let upc = demo_data::copy_upc(i % 10);
@@ -183,7 +74,7 @@ async fn a_broker_outage_loses_nothing_and_duplicates_nothing(server: SqlServer)
         !store.unsent(200).await.unwrap().is_empty(),
         "nothing could be sent meanwhile"
     );
-    kill(pid, Signal::SIGCONT).unwrap();
+    rig.broker.thaw();
 
     receive_once_in_order(&mut rx, 100, 5).await;
     relay.close().await.unwrap();
@@ -309,8 +200,7 @@ async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_h
             .await
             .unwrap();
     }
-    let pid = rig.broker_pid();
-    kill(pid, Signal::SIGSTOP).unwrap();
+    rig.broker.freeze();
     gated.open.send_replace(true);
     // Polls the producer (the condition), bounded.
     let queued = tokio::time::timeout(Duration::from_secs(20), async {
@@ -333,7 +223,7 @@ async fn a_backlog_goes_out_as_one_batch_and_close_is_bounded_while_the_broker_h
         100,
         "nothing unconfirmed is marked sent"
     );
-    kill(pid, Signal::SIGCONT).unwrap();
+    rig.broker.thaw();
 
     // A new relay (as a standby would) takes the lease at once and sends it all.
     let next_producer = Arc::new(EventProducer::new(kafka).unwrap());
@@ -487,10 +377,10 @@ async fn a_hub_started_without_a_broker_consumes_once_it_appears() {
     assert!(hub.status().unreachable.is_some(), "{:?}", hub.status());
 
     // The broker appears, without topics yet: reachable, nothing to consume.
-    let _broker = start_broker_on(port, false);
+    let broker = OwnBroker::start_on(port, false);
     until_status(&hub, |s| s.unreachable.is_none()).await;
     // Topics created now are picked up (from their beginning) and delivered.
-    create_topics(port);
+    broker.create_topics();
     until_status(&hub, |s| s.partitions == 6).await;
     delivered_through(&hub, &kafka, "T000000001").await;
     hub.close().await.unwrap();
@@ -501,17 +391,16 @@ async fn a_hub_started_without_a_broker_consumes_once_it_appears() {
 /// hub's start time, not from their end.
 #[tokio::test]
 async fn events_published_before_the_hub_sees_the_broker_again_are_delivered() {
-    let broker = start_broker();
-    let pid = Pid::from_raw(broker.child.id() as i32);
-    kill(pid, Signal::SIGSTOP).unwrap();
-    let mut kafka = watching(broker.port);
+    let broker = OwnBroker::start();
+    broker.freeze();
+    let mut kafka = watching(broker.port());
     // Long enough that the publication below lands before the hub looks again.
     kafka.metadata_refresh = Duration::from_secs(3);
     let hub = EventHub::start(&kafka)
         .await
         .expect("starts without a broker");
     assert!(hub.status().unreachable.is_some());
-    kill(pid, Signal::SIGCONT).unwrap();
+    broker.thaw();
     delivered_through(&hub, &kafka, "T000000002").await;
     assert_eq!(hub.status().partitions, 6);
     hub.close().await.unwrap();

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod broker;
 mod proxy;
+pub use broker::{free_port, OwnBroker};
 pub use proxy::FreezableProxy;
 
 /// The variables of the harness's env file (SPEC section 6 names).
