@@ -202,6 +202,7 @@ impl Application {
                 .wrap(from_fn(http::request_context))
                 .configure(move |cfg| http::configure(cfg, state))
         })
+        .on_connect(http::ConnectionFd::record)
         .workers(http_workers())
         .disable_signals()
         .shutdown_timeout(settings.shutdown.timeout.as_secs().max(1))

@@ -73,7 +73,10 @@ impl OwnBroker {
     pub fn create_topics(&self) {
         for topic in ["checkout", "checkin"] {
             let created = self.admin(&["topic", "create", "--partitions", "3", "--silent", topic]);
-            assert!(created || self.topics().contains(topic), "topic {topic} created");
+            assert!(
+                created || self.topics().contains(topic),
+                "topic {topic} created"
+            );
         }
     }
 

@@ -20,7 +20,7 @@ use shutdown::Readiness;
 pub(crate) use graphql::request_from_body;
 pub use health::DependencyCheck;
 pub use metrics::{Metrics, SampledCounter, SampledGauge, Sampler};
-pub use ws::WsTracker;
+pub use ws::{ConnectionFd, WsTracker};
 
 use crate::pipeline::Pipeline;
 

@@ -6,89 +6,16 @@
 //! databases that takes the mutations and serves the subscribers.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use testkit::SqlServer;
 
 use crate::helpers::{real_settings, seed, TestApp};
+use crate::process::Process;
 use crate::subscriptions::{acknowledged, next, send, Ws};
-
-/// The `gateway` binary on the given databases; killed when dropped.
-struct Process {
-    child: Child,
-    base: String,
-}
-
-impl Process {
-    fn start(server: SqlServer, mysql_database: &str, mongo_database: &str) -> Self {
-        let s = testkit::services();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("GRAPHQL_SERVER_PORT", "0")
-            .env("MYSQL_HOST", server.host())
-            .env("MYSQL_PORT", server.port().to_string())
-            .env("MYSQL_DATABASE", mysql_database)
-            .env("MONGO_DATABASE", mongo_database)
-            .envs(
-                [
-                    "MYSQL_USER",
-                    "MYSQL_PASSWORD",
-                    "MONGO_URL",
-                    "KAFKA_BROKERS",
-                    "PUBLIC_JWT_KEY_URL",
-                ]
-                .map(|k| (k, s.var(k))),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gateway");
-        // Drained for the process's whole life (a full pipe would block its logging).
-        let (tx, lines) = mpsc::channel();
-        let streams: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("piped")),
-            Box::new(child.stderr.take().expect("piped")),
-        ];
-        for stream in streams {
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-        }
-        let port = loop {
-            let line = lines
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the gateway logs that it is ready");
-            if line.contains("ready: GraphQL") {
-                let port = line.split("port=").nth(1).and_then(|rest| {
-                    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    digits.parse::<u16>().ok()
-                });
-                break port.unwrap_or_else(|| panic!("no port in {line:?}"));
-            }
-        };
-        Process {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Polls `/metrics` at `base` (the condition) until the relay lease is `held`;
 /// how long that took, or a failure past `within`.
@@ -191,7 +118,7 @@ async fn a_holder_killed_mid_burst_loses_reorders_and_duplicates_nothing(server:
     let (settings, mysql, mongo) = real_settings(server);
     seed(&mysql, &mongo).await;
     let client = reqwest::Client::new();
-    let mut a = Process::start(server, &mysql.database, &mongo.database);
+    let mut a = Process::start(server, &mysql.database, &mongo.database, &[]);
     until_lease(&client, &a.base, true, Duration::from_secs(20)).await;
     let b = TestApp::start(settings, Some(server), Some((mysql, mongo))).await;
 
@@ -265,7 +192,7 @@ async fn a_holder_killed_mid_burst_loses_reorders_and_duplicates_nothing(server:
     while done.load(Ordering::SeqCst) < 60 {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    a.child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
+    a.kill();
     let takeover = until_lease(&client, &b.base, true, Duration::from_secs(15)).await;
     for t in tasks {
         t.await.expect("every mutation succeeded");

@@ -8,5 +8,6 @@ mod handover;
 mod helpers;
 mod hostile;
 mod pipeline;
+mod process;
 mod sockets;
 mod subscriptions;

@@ -1,18 +1,21 @@
 //! WebSocket limits and lifecycles (SPEC section 5b), over real clients of both
 //! protocols: `connection_init` timeout, keep-alives, subscriptions per socket,
 //! sockets per instance and per user, token expiry, a reader that stops reading.
-//! On embedded apps: the rules are the socket loop's, whatever feeds the events.
+//! On embedded apps (the rules are the socket loop's, whatever feeds the events),
+//! but for the stop with a stalled reader, which needs the binary on real services.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gateway::Settings;
 use serde_json::{json, Value};
+use testkit::SqlServer;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::TestApp;
-use crate::subscriptions::{acknowledged, connect, next, send, Ws};
+use crate::process::Process;
+use crate::subscriptions::{acknowledged, acknowledged_port, connect, next, send, Ws};
 
 const LEGACY: &str = "graphql-ws";
 const MODERN: &str = "graphql-transport-ws";
@@ -301,44 +304,7 @@ async fn a_subscription_ends_when_its_token_expires() {
 async fn a_reader_that_stops_reading_is_dropped_without_slowing_others() {
     let app = app_with(|s| s.subscriptions.send_timeout = Duration::from_millis(500)).await;
     let token = app.token("user1").await;
-    let query = wide_subscription();
-    let mut stalled = acknowledged(&app, MODERN, json!({ "authToken": token })).await;
-    for id in 0..50 {
-        send(
-            &mut stalled,
-            json!({"id": id.to_string(), "type": "subscribe", "payload": {"query": query}}),
-        )
-        .await;
-    }
-    let mut reader = acknowledged(&app, MODERN, json!({ "authToken": token })).await;
-    send(
-        &mut reader,
-        json!({"id": "r", "type": "subscribe", "payload": {"query": query}}),
-    )
-    .await;
-    // The subscriptions start asynchronously: wait until the reader gets events.
-    let upc = "9000000020";
-    let mut pushed = 0usize;
-    let mut mutations = 0;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    // Well past what kernel buffers and the session's channel hold for the stalled
-    // socket (50 copies of each event).
-    while pushed < 24 * 1024 * 1024 {
-        assert!(Instant::now() < deadline, "too slow: {mutations} mutations");
-        let made = app.as_user("user1", OUT, json!({"u": upc})).await;
-        assert!(made["data"]["checkoutAsset"]["id"].is_string(), "{made}");
-        app.as_user("user1", BACK, json!({"u": upc})).await;
-        mutations += 1;
-        // The reader sees the checkout promptly, whatever the stalled socket does.
-        let seen = loop {
-            match tokio::time::timeout(Duration::from_secs(5), reader.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains("\"next\"") => break t,
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("the reader stalled after {mutations} mutations: {other:?}"),
-            }
-        };
-        pushed += seen.len() * 50;
-    }
+    let _stalled = stall_and_flood(app.port, &app.base, &token, "9000000020").await;
     // The stalled socket is gone, the reader is not.
     let deadline = Instant::now() + Duration::from_secs(10);
     while !app.metrics().await.contains("graphql_websockets_open 1\n") {
@@ -349,7 +315,103 @@ async fn a_reader_that_stops_reading_is_dropped_without_slowing_others() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop(stalled);
+}
+
+/// The issue's trial: a subscriber that stopped reading while its socket's buffers
+/// filled, then SIGTERM. The stop does not wait for it: exit 0, every Closeable
+/// closed, well within the send timeout (the drain abandons blocked sends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_reader_does_not_hold_the_stop() {
+    let owner = TestApp::real(SqlServer::MariaDb).await;
+    let (mysql, mongo) = owner.databases().expect("real services").clone();
+    let mut gateway = Process::start(
+        SqlServer::MariaDb,
+        &mysql.database,
+        &mongo.database,
+        &[("SHUTDOWN_TIMEOUT", "30"), ("WS_SEND_TIMEOUT", "20")],
+    );
+    let token = owner.token("user1").await;
+    let (_stalled, _reader) = stall_and_flood(
+        gateway.port,
+        &gateway.base,
+        &token,
+        owner.copy("9000000023"),
+    )
+    .await;
+    let (code, took) = gateway.terminate(Duration::from_secs(60));
+    let log = gateway.log();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop took {took:?}: {log}"
+    );
+    for name in [
+        "kafka-consumer",
+        "outbox-relay",
+        "kafka-producer",
+        "mysql-pool",
+        "mongodb-client",
+    ] {
+        assert!(
+            log.contains(&format!("closed closeable={name}")),
+            "{name} did not close:\n{log}"
+        );
+    }
+}
+
+/// Opens a socket with 50 wide subscriptions that never reads, and a reader with
+/// one; checks `upc` out and in through `base` until far more than kernel buffers
+/// and the session's channel hold is due to the stalled socket, checking that the
+/// reader gets each checkout promptly meanwhile. Returns both sockets.
+async fn stall_and_flood(port: u16, base: &str, token: &str, upc: &str) -> (Ws, Ws) {
+    let query = wide_subscription();
+    let mut stalled = acknowledged_port(port, MODERN, json!({ "authToken": token })).await;
+    for id in 0..50 {
+        send(
+            &mut stalled,
+            json!({"id": id.to_string(), "type": "subscribe", "payload": {"query": query}}),
+        )
+        .await;
+    }
+    let mut reader = acknowledged_port(port, MODERN, json!({ "authToken": token })).await;
+    send(
+        &mut reader,
+        json!({"id": "r", "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let gql = |query: &'static str| {
+        let request = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(token)
+            .json(&json!({"query": query, "variables": {"u": upc}}));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let mut pushed = 0usize;
+    let mut mutations = 0;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while pushed < 24 * 1024 * 1024 {
+        assert!(Instant::now() < deadline, "too slow: {mutations} mutations");
+        let made = gql(OUT).await;
+        let id = made["data"]["checkoutAsset"]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{made}"))
+            .to_string();
+        gql(BACK).await;
+        mutations += 1;
+        // The reader sees this checkout promptly, whatever the stalled socket does.
+        let seen = loop {
+            match tokio::time::timeout(Duration::from_secs(10), reader.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.contains(&format!("\"id\":\"{id}\"")) => {
+                    break t
+                }
+                Ok(Some(Ok(_))) => continue,
+                other => panic!("the reader stalled after {mutations} mutations: {other:?}"),
+            }
+        };
+        pushed += seen.len() * 50;
+    }
+    (stalled, reader)
 }
 
 const OUT: &str =

@@ -14,7 +14,12 @@ pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 pub(crate) async fn connect(app: &TestApp, protocol: &str) -> Ws {
-    let mut req = format!("ws://127.0.0.1:{}/graphql", app.port)
+    connect_port(app.port, protocol).await
+}
+
+/// `connect` to a gateway on `port` (a child process, say).
+pub(crate) async fn connect_port(port: u16, protocol: &str) -> Ws {
+    let mut req = format!("ws://127.0.0.1:{port}/graphql")
         .into_client_request()
         .unwrap();
     req.headers_mut()
@@ -75,7 +80,12 @@ const SUBSCRIPTION: &str = "subscription { checkoutStatusUpdate { id assetUpc us
 
 /// Connects with `protocol`, sends `connection_init` with `payload`, expects the ack.
 pub(crate) async fn acknowledged(app: &TestApp, protocol: &str, payload: Value) -> Ws {
-    let mut ws = connect(app, protocol).await;
+    acknowledged_port(app.port, protocol, payload).await
+}
+
+/// `acknowledged` on a gateway on `port`.
+pub(crate) async fn acknowledged_port(port: u16, protocol: &str, payload: Value) -> Ws {
+    let mut ws = connect_port(port, protocol).await;
     send(
         &mut ws,
         json!({"type": "connection_init", "payload": payload}),

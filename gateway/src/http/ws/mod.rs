@@ -84,6 +84,40 @@ impl WsTracker {
     }
 }
 
+/// The file descriptor of an HTTP connection's TCP socket, recorded when it is
+/// accepted (`HttpServer::on_connect`), so a WebSocket whose client stopped
+/// reading can be cut off: actix has no write timeout, and a connection with
+/// bytes it cannot flush would otherwise hold the server's stop until its
+/// deadline.
+#[derive(Clone, Copy)]
+pub struct ConnectionFd(pub std::os::fd::RawFd);
+
+impl ConnectionFd {
+    /// Records `conn`'s descriptor in the connection's data (any TCP connection).
+    pub fn record(conn: &dyn std::any::Any, data: &mut actix_web::dev::Extensions) {
+        use std::os::fd::AsRawFd;
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            data.insert(ConnectionFd(tcp.as_raw_fd()));
+        }
+    }
+
+    /// A descriptor of our own for the same socket (so it stays valid however
+    /// long the WebSocket task outlives the connection's own).
+    fn duplicate(self) -> Option<std::os::fd::OwnedFd> {
+        // SAFETY: called while the request that arrived on this connection is
+        // being handled, so actix still owns the descriptor and it is open; it is
+        // only borrowed for the `dup`.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
+        borrowed.try_clone_to_owned().ok()
+    }
+}
+
+/// Shuts a stalled client's TCP socket down (both ways), so actix stops trying
+/// to flush to it and the connection ends.
+fn cut_off(socket: std::os::fd::OwnedFd) {
+    let _ = std::net::TcpStream::from(socket).shutdown(std::net::Shutdown::Both);
+}
+
 /// A socket's place in a count, given back when dropped.
 enum Slot {
     Socket(Arc<AtomicUsize>),
@@ -165,13 +199,23 @@ pub async fn upgrade(
         header::SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(protocol.sec_websocket_protocol()),
     );
-    tracker.tasks.spawn_local(session::serve(session::Socket {
-        state: state.into_inner(),
-        session,
-        frames,
-        protocol,
-        tracker: tracker.clone(),
-        slot,
-    }));
+    let tcp = req
+        .conn_data::<ConnectionFd>()
+        .and_then(|fd| fd.duplicate());
+    let tasks = tracker.tasks.clone();
+    tasks.spawn_local(async move {
+        let stalled = session::serve(session::Socket {
+            state: state.into_inner(),
+            session,
+            frames,
+            protocol,
+            tracker,
+            slot,
+        })
+        .await;
+        if let (session::Outcome::Stalled, Some(tcp)) = (stalled, tcp) {
+            cut_off(tcp);
+        }
+    });
     response
 }

@@ -28,6 +28,10 @@ const TOO_MANY: &str = "Too many sockets: ";
 /// Client messages waiting for async-graphql; a client that sends faster than
 /// that is closed (1008) rather than buffered without bound.
 const INBOX: usize = 64;
+/// The longest a socket's goodbye (what is pending, then 1001) may take when the
+/// server drains: a healthy client takes it at once; one that stopped reading is
+/// not waited for.
+const GOODBYE: Duration = Duration::from_secs(1);
 /// Keep-alive periods without a word from the client before it counts as gone.
 const SILENT_PERIODS: u32 = 3;
 
@@ -48,10 +52,21 @@ struct Admitted {
     expires_at: Option<Instant>,
 }
 
+/// How a socket ended.
+pub(super) enum Outcome {
+    /// Closed, or gone.
+    Closed,
+    /// A send did not complete in time (or the server drained meanwhile): the
+    /// client stopped reading, and its connection must be cut off.
+    Stalled,
+}
+
 /// Why the loop ends, and how the client is told.
 enum Ending {
-    /// The client went, or cannot be written to: nothing more to send.
+    /// The client went: nothing more to send.
     Gone,
+    /// The client stopped reading: nothing more can be sent.
+    Stalled,
     /// A close frame (graphql-transport-ws) or `connection_error` then a plain
     /// close (legacy).
     Close(u16, String),
@@ -59,7 +74,7 @@ enum Ending {
     Protocol(u16, String),
 }
 
-pub(super) async fn serve(socket: Socket) {
+pub(super) async fn serve(socket: Socket) -> Outcome {
     let Socket {
         state,
         mut session,
@@ -129,14 +144,18 @@ pub(super) async fn serve(socket: Socket) {
     let mut last_heard = Instant::now();
     let mut active: HashSet<String> = HashSet::new();
 
-    // Sends `text`, bounded; false when the client cannot take it (or the server
-    // drains meanwhile): the socket is then dropped.
+    // Sends `text`, bounded: `Some(ending)` when the client cannot take it (gone,
+    // or stalled past the send timeout or into the server's drain).
     macro_rules! send {
         ($text:expr) => {{
             let text = $text;
             tokio::select! {
-                sent = tokio::time::timeout(send_timeout, session.text(text)) => matches!(sent, Ok(Ok(()))),
-                () = going_away.cancelled() => false,
+                sent = tokio::time::timeout(send_timeout, session.text(text)) => match sent {
+                    Ok(Ok(())) => None,
+                    Ok(Err(_)) => Some(Ending::Gone),
+                    Err(_) => Some(Ending::Stalled),
+                },
+                () = going_away.cancelled() => Some(Ending::Stalled),
             }
         }};
     }
@@ -159,8 +178,10 @@ pub(super) async fn serve(socket: Socket) {
                         }))
                         .await;
                 };
-                let _ = tokio::time::timeout(send_timeout, goodbye).await;
-                return;
+                return match tokio::time::timeout(send_timeout.min(GOODBYE), goodbye).await {
+                    Ok(()) => Outcome::Closed,
+                    Err(_) => Outcome::Stalled,
+                };
             }
             frame = frames.next() => {
                 last_heard = Instant::now();
@@ -168,13 +189,14 @@ pub(super) async fn serve(socket: Socket) {
                     Some(Ok(Message::Text(text))) => text.into_bytes(),
                     Some(Ok(Message::Binary(bytes))) => bytes,
                     Some(Ok(Message::Ping(bytes))) => {
-                        let pong = tokio::time::timeout(send_timeout, session.pong(&bytes)).await;
-                        if !matches!(pong, Ok(Ok(()))) {
-                            break Ending::Gone;
+                        match tokio::time::timeout(send_timeout, session.pong(&bytes)).await {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(_)) => break Ending::Gone,
+                            Err(_) => break Ending::Stalled,
                         }
-                        continue;
                     }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Ending::Gone,
+                    Some(Ok(Message::Close(_))) => break Ending::Close(1000, String::new()),
+                    None | Some(Err(_)) => break Ending::Gone,
                     Some(Ok(_)) => continue,
                 };
                 match frames::client_frame(&bytes) {
@@ -183,8 +205,8 @@ pub(super) async fn serve(socket: Socket) {
                             break Ending::Close(4409, format!("Subscriber for {id} already exists"));
                         }
                         let refusal = frames::operation_error(protocol, &id, "an operation with this id is already running", "BAD_REQUEST");
-                        if !send!(refusal) {
-                            break Ending::Gone;
+                        if let Some(ending) = send!(refusal) {
+                            break ending;
                         }
                         continue;
                     }
@@ -195,8 +217,8 @@ pub(super) async fn serve(socket: Socket) {
                             &format!("too many subscriptions on this socket (at most {}): complete one first", limits.max_subscriptions),
                             "TOO_MANY_SUBSCRIPTIONS",
                         );
-                        if !send!(refusal) {
-                            break Ending::Gone;
+                        if let Some(ending) = send!(refusal) {
+                            break ending;
                         }
                         continue;
                     }
@@ -232,8 +254,8 @@ pub(super) async fn serve(socket: Socket) {
                         }
                         ServerFrame::Other => {}
                     }
-                    if !send!(text) {
-                        break Ending::Gone;
+                    if let Some(ending) = send!(text) {
+                        break ending;
                     }
                 }
                 Some(WsMessage::Close(code, reason)) => break Ending::Protocol(code, reason),
@@ -249,18 +271,20 @@ pub(super) async fn serve(socket: Socket) {
                 if last_heard.elapsed() > limits.keepalive * SILENT_PERIODS {
                     break Ending::Close(1001, "keep-alive not answered".into());
                 }
-                if !send!(frames::keepalive(protocol)) {
-                    break Ending::Gone;
+                if let Some(ending) = send!(frames::keepalive(protocol)) {
+                    break ending;
                 }
-                let ping = tokio::time::timeout(send_timeout, session.ping(b"")).await;
-                if !matches!(ping, Ok(Ok(()))) {
-                    break Ending::Gone;
+                match tokio::time::timeout(send_timeout, session.ping(b"")).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break Ending::Gone,
+                    Err(_) => break Ending::Stalled,
                 }
             }
         }
     };
     let (code, reason) = match ending {
-        Ending::Gone => return,
+        Ending::Gone => return Outcome::Closed,
+        Ending::Stalled => return Outcome::Stalled,
         Ending::Protocol(code, reason) => {
             let code = if reason.starts_with(FORBIDDEN) {
                 4403
@@ -274,7 +298,9 @@ pub(super) async fn serve(socket: Socket) {
         Ending::Close(code, reason) => {
             // The legacy protocol has no close codes of its own: it says why first.
             if protocol == Protocols::SubscriptionsTransportWS && code >= 4000 {
-                let _ = send!(frames::connection_error(&reason));
+                if let Some(Ending::Stalled) = send!(frames::connection_error(&reason)) {
+                    return Outcome::Stalled;
+                }
             }
             (code, reason)
         }
@@ -283,5 +309,8 @@ pub(super) async fn serve(socket: Socket) {
         code: CloseCode::from(code),
         description: Some(reason),
     }));
-    let _ = tokio::time::timeout(send_timeout, close).await;
+    match tokio::time::timeout(send_timeout, close).await {
+        Ok(_) => Outcome::Closed,
+        Err(_) => Outcome::Stalled,
+    }
 }
