@@ -21,7 +21,7 @@ trap cleanup EXIT
 
 scripts/services.sh up >/dev/null
 set -a; . .services/env; set +a
-export MYSQL_DATABASE=cl_bench_subscribers MONGO_DATABASE=cl_bench_subscribers
+export MYSQL_DATABASE=central-library-bench MONGO_DATABASE=central-library-bench
 cargo build -q --release -p gateway --bins --example subscribers
 ./target/release/seed --reset >/dev/null
 
@@ -53,20 +53,24 @@ printf 'same instance:  '
 printf 'cross instance: '
 ./target/release/examples/subscribers "ws://127.0.0.1:$PORT_A/graphql" "http://127.0.0.1:$PORT_B/graphql" "$N" "$M"
 
-# Memory: a fresh instance, IDLE subscribers that stay open.
-kill "$A"; wait "$A" 2>/dev/null || true
-start_gateway $PORT_A idle.log; A=$GW
+# Memory: a fresh instance per stage (connected, initialised, subscribed), IDLE
+# subscribers that stay open; the RSS they add, per subscriber.
 rss() { awk '/VmRSS/ {print $2}' "/proc/$A/status"; }
-before=$(rss)
-mkfifo "$WORK/hold"
-./target/release/examples/subscribers "ws://127.0.0.1:$PORT_A/graphql" "http://127.0.0.1:$PORT_A/graphql" "$IDLE" 0 \
-  <"$WORK/hold" >"$WORK/idle.txt" &
-CLIENT=$!
-PIDS+=("$CLIENT")
-exec 4>"$WORK/hold"
-until grep -q '^open' "$WORK/idle.txt" 2>/dev/null; do sleep 0.1; done
-sleep 1 # let the last subscriptions settle (a measurement, not a synchronisation)
-after=$(rss)
-echo "idle: $(cat "$WORK/idle.txt"); RSS $((before / 1024)) MB -> $((after / 1024)) MB: $(( (after - before) / IDLE )) KiB per subscriber"
-exec 4>&-
-wait "$CLIENT" 2>/dev/null || true
+kill "$A"; wait "$A" 2>/dev/null || true
+for stage in connect init subscribe; do
+  start_gateway $PORT_A "idle-$stage.log"; A=$GW
+  before=$(rss)
+  rm -f "$WORK/hold" "$WORK/idle.txt"; mkfifo "$WORK/hold"
+  IDLE_STAGE=$stage ./target/release/examples/subscribers "ws://127.0.0.1:$PORT_A/graphql" \
+    "http://127.0.0.1:$PORT_A/graphql" "$IDLE" 0 <"$WORK/hold" >"$WORK/idle.txt" &
+  CLIENT=$!
+  PIDS+=("$CLIENT")
+  exec 4>"$WORK/hold"
+  until grep -q '^open' "$WORK/idle.txt" 2>/dev/null; do sleep 0.1; done
+  sleep 1 # let the last subscriptions settle (a measurement, not a synchronisation)
+  after=$(rss)
+  echo "idle $stage: $(cat "$WORK/idle.txt"); RSS $((before / 1024)) MB -> $((after / 1024)) MB: $(( (after - before) / IDLE )) KiB each"
+  exec 4>&-
+  wait "$CLIENT" 2>/dev/null || true
+  kill "$A"; wait "$A" 2>/dev/null || true
+done

@@ -138,11 +138,17 @@ async fn run(ws_url: String, http_url: String, n: usize, m: usize) -> anyhow::Re
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// Opens one subscriber; `IDLE_STAGE` (`connect`, `init`; default: subscribed)
+/// stops earlier, to see what each stage costs the server.
 async fn open(url: &str, token: &str) -> anyhow::Result<Ws> {
+    let stage = std::env::var("IDLE_STAGE").unwrap_or_default();
     let mut req = url.into_client_request()?;
     req.headers_mut()
         .insert("sec-websocket-protocol", "graphql-transport-ws".parse()?);
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await?;
+    if stage == "connect" {
+        return Ok(ws);
+    }
     let init = json!({"type": "connection_init", "payload": {"authToken": token}});
     ws.send(Message::Text(init.to_string().into())).await?;
     loop {
@@ -151,6 +157,9 @@ async fn open(url: &str, token: &str) -> anyhow::Result<Ws> {
             Some(Ok(_)) => continue,
             other => anyhow::bail!("no ack: {other:?}"),
         }
+    }
+    if stage == "init" {
+        return Ok(ws);
     }
     let sub = json!({"id": "1", "type": "subscribe", "payload": {"query": "subscription { checkout { id } }"}});
     ws.send(Message::Text(sub.to_string().into())).await?;

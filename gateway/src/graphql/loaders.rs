@@ -127,19 +127,21 @@ impl Loaders {
 /// The loaders an operation's resolvers reach: one set per query or mutation, and a
 /// fresh set for each subscription event (`renew`), so a long-lived subscription
 /// never serves a patron or book cached from an earlier event, and its caches never
-/// grow past one event's worth. Cheap to clone (shared).
+/// grow past one event's worth. Cheap to clone (shared). The loaders are made on
+/// first use: an idle subscription, or one whose events need no lookup, holds none
+/// (each set is four loaders with their caches).
 #[derive(Clone)]
 pub struct LoaderScope {
-    current: Arc<Mutex<Arc<Loaders>>>,
+    current: Arc<Mutex<Option<Arc<Loaders>>>>,
     catalog: Arc<dyn CatalogStore>,
     checkouts: Arc<dyn CheckoutStore>,
 }
 
 impl LoaderScope {
-    /// A scope with fresh loaders over these stores.
+    /// A scope over these stores (its loaders made when first needed).
     pub fn new(catalog: &Arc<dyn CatalogStore>, checkouts: &Arc<dyn CheckoutStore>) -> Self {
         LoaderScope {
-            current: Arc::new(Mutex::new(Arc::new(Loaders::new(catalog, checkouts)))),
+            current: Arc::new(Mutex::new(None)),
             catalog: Arc::clone(catalog),
             checkouts: Arc::clone(checkouts),
         }
@@ -147,13 +149,15 @@ impl LoaderScope {
 
     /// The loaders in use now.
     pub fn get(&self) -> Arc<Loaders> {
-        Arc::clone(&self.current.lock().unwrap_or_else(|e| e.into_inner()))
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(
+            current.get_or_insert_with(|| Arc::new(Loaders::new(&self.catalog, &self.checkouts))),
+        )
     }
 
     /// Starts a fresh set (a subscription's next event).
     pub fn renew(&self) {
-        let fresh = Arc::new(Loaders::new(&self.catalog, &self.checkouts));
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 
