@@ -283,7 +283,11 @@ async fn watch(mut assignment: Assignment, status: Arc<Status>, stop: Cancellati
             () = stop.cancelled() => return,
             () = tokio::time::sleep(assignment.config.metadata_refresh) => {}
         }
-        let outcome = assignment.refresh().await;
+        // A look can block on an unreachable broker: a stop does not wait for it.
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return,
+            outcome = assignment.refresh() => outcome,
+        };
         status.record(outcome.as_ref().copied());
     }
 }
