@@ -88,9 +88,9 @@ impl WsTracker {
 /// accepted (`HttpServer::on_connect`), so a WebSocket whose client stopped
 /// reading can be cut off: actix has no write timeout, and a connection with
 /// bytes it cannot flush would otherwise hold the server's stop until its
-/// deadline.
+/// deadline. Only the number is kept (no duplicate descriptor per socket).
 #[derive(Clone, Copy)]
-pub struct ConnectionFd(pub std::os::fd::RawFd);
+pub struct ConnectionFd(std::os::fd::RawFd);
 
 impl ConnectionFd {
     /// Records `conn`'s descriptor in the connection's data (any TCP connection).
@@ -101,21 +101,18 @@ impl ConnectionFd {
         }
     }
 
-    /// A descriptor of our own for the same socket (so it stays valid however
-    /// long the WebSocket task outlives the connection's own).
-    fn duplicate(self) -> Option<std::os::fd::OwnedFd> {
-        // SAFETY: called while the request that arrived on this connection is
-        // being handled, so actix still owns the descriptor and it is open; it is
-        // only borrowed for the `dup`.
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) };
-        borrowed.try_clone_to_owned().ok()
+    /// Shuts the socket down both ways, so actix stops trying to flush to it and
+    /// the connection ends. Only for a connection known to be open, checked in the
+    /// same poll on its own worker thread (`session::still_open`): actix closes
+    /// the descriptor on that thread, so it cannot have been closed and reused
+    /// between the check and this call.
+    pub(super) fn cut_off(self) {
+        use std::os::fd::FromRawFd;
+        // SAFETY: the descriptor is open (see above) and stays owned by actix:
+        // `ManuallyDrop` never closes it.
+        let tcp = std::mem::ManuallyDrop::new(unsafe { std::net::TcpStream::from_raw_fd(self.0) });
+        let _ = tcp.shutdown(std::net::Shutdown::Both);
     }
-}
-
-/// Shuts a stalled client's TCP socket down (both ways), so actix stops trying
-/// to flush to it and the connection ends.
-fn cut_off(socket: std::os::fd::OwnedFd) {
-    let _ = std::net::TcpStream::from(socket).shutdown(std::net::Shutdown::Both);
 }
 
 /// A socket's place in a count, given back when dropped.
@@ -199,23 +196,16 @@ pub async fn upgrade(
         header::SEC_WEBSOCKET_PROTOCOL,
         HeaderValue::from_static(protocol.sec_websocket_protocol()),
     );
-    let tcp = req
-        .conn_data::<ConnectionFd>()
-        .and_then(|fd| fd.duplicate());
+    let tcp = req.conn_data::<ConnectionFd>().copied();
     let tasks = tracker.tasks.clone();
-    tasks.spawn_local(async move {
-        let stalled = session::serve(session::Socket {
-            state: state.into_inner(),
-            session,
-            frames,
-            protocol,
-            tracker,
-            slot,
-        })
-        .await;
-        if let (session::Outcome::Stalled, Some(tcp)) = (stalled, tcp) {
-            cut_off(tcp);
-        }
-    });
+    tasks.spawn_local(session::serve(session::Socket {
+        state: state.into_inner(),
+        session,
+        frames,
+        protocol,
+        tracker,
+        slot,
+        tcp,
+    }));
     response
 }

@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use super::frames::{self, ClientFrame, ServerFrame};
-use super::{Slot, WsTracker};
+use super::{ConnectionFd, Slot, WsTracker};
 use crate::graphql::Viewer;
 use crate::http::HttpState;
 use crate::pipeline::StreamExecutor;
@@ -43,6 +43,8 @@ pub(super) struct Socket {
     pub protocol: Protocols,
     pub tracker: WsTracker,
     pub slot: Slot,
+    /// Its TCP socket, to cut off if the client stops reading.
+    pub tcp: Option<ConnectionFd>,
 }
 
 /// What `connection_init` established beyond the viewer: the user's place in the
@@ -50,15 +52,6 @@ pub(super) struct Socket {
 struct Admitted {
     _slot: Option<Slot>,
     expires_at: Option<Instant>,
-}
-
-/// How a socket ended.
-pub(super) enum Outcome {
-    /// Closed, or gone.
-    Closed,
-    /// A send did not complete in time (or the server drained meanwhile): the
-    /// client stopped reading, and its connection must be cut off.
-    Stalled,
 }
 
 /// Why the loop ends, and how the client is told.
@@ -74,7 +67,25 @@ enum Ending {
     Protocol(u16, String),
 }
 
-pub(super) async fn serve(socket: Socket) -> Outcome {
+/// Serves the socket until it closes; a client that stopped reading is cut off.
+pub(super) async fn serve(socket: Socket) {
+    let tcp = socket.tcp;
+    let mut session = socket.session.clone();
+    if let Ending::Stalled = run(socket).await {
+        // No await between the check and the cut: see `ConnectionFd::cut_off`.
+        if let (true, Some(tcp)) = (still_open(&mut session), tcp) {
+            tcp.cut_off();
+        }
+    }
+}
+
+/// Whether actix still holds the socket's connection: a send that is pending (the
+/// channel is full) or taken means its receiver, the connection's response, lives.
+fn still_open(session: &mut actix_ws::Session) -> bool {
+    !matches!(session.pong(b"").now_or_never(), Some(Err(_)))
+}
+
+async fn run(socket: Socket) -> Ending {
     let Socket {
         state,
         mut session,
@@ -82,6 +93,7 @@ pub(super) async fn serve(socket: Socket) -> Outcome {
         protocol,
         tracker,
         slot: _slot,
+        tcp: _,
     } = socket;
     let limits = Arc::clone(&tracker.limits);
     let going_away = tracker.going_away.clone();
@@ -179,8 +191,8 @@ pub(super) async fn serve(socket: Socket) -> Outcome {
                         .await;
                 };
                 return match tokio::time::timeout(send_timeout.min(GOODBYE), goodbye).await {
-                    Ok(()) => Outcome::Closed,
-                    Err(_) => Outcome::Stalled,
+                    Ok(()) => Ending::Gone,
+                    Err(_) => Ending::Stalled,
                 };
             }
             frame = frames.next() => {
@@ -283,8 +295,7 @@ pub(super) async fn serve(socket: Socket) -> Outcome {
         }
     };
     let (code, reason) = match ending {
-        Ending::Gone => return Outcome::Closed,
-        Ending::Stalled => return Outcome::Stalled,
+        Ending::Gone | Ending::Stalled => return ending,
         Ending::Protocol(code, reason) => {
             let code = if reason.starts_with(FORBIDDEN) {
                 4403
@@ -299,7 +310,7 @@ pub(super) async fn serve(socket: Socket) -> Outcome {
             // The legacy protocol has no close codes of its own: it says why first.
             if protocol == Protocols::SubscriptionsTransportWS && code >= 4000 {
                 if let Some(Ending::Stalled) = send!(frames::connection_error(&reason)) {
-                    return Outcome::Stalled;
+                    return Ending::Stalled;
                 }
             }
             (code, reason)
@@ -310,7 +321,7 @@ pub(super) async fn serve(socket: Socket) -> Outcome {
         description: Some(reason),
     }));
     match tokio::time::timeout(send_timeout, close).await {
-        Ok(_) => Outcome::Closed,
-        Err(_) => Outcome::Stalled,
+        Ok(_) => Ending::Gone,
+        Err(_) => Ending::Stalled,
     }
 }
