@@ -50,7 +50,7 @@ pub struct RelayConfig {
     /// How long close waits for the acknowledgements in flight (5 s) before it
     /// cancels what is still queued; keep it under the relay's close bound.
     pub drain_timeout: Duration,
-    /// How often the lease holder reads the outbox when nobody kicks it (20 ms).
+    /// How often the lease holder reads the outbox when nobody kicks it (10 ms).
     /// A commit on this instance kicks it at once; a commit on another instance
     /// (MySQL has no notifications) waits for this poll, so it bounds the
     /// cross-instance delivery latency. One indexed read of an empty range each.
@@ -64,7 +64,7 @@ impl Default for RelayConfig {
             purge_batch: 500,
             housekeeping_every: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
-            poll: Duration::from_millis(20),
+            poll: Duration::from_millis(10),
         }
     }
 }
