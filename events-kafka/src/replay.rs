@@ -370,3 +370,64 @@ mod tests {
         assert!((now - created_at_ms(&v7).unwrap()).abs() < 60_000);
     }
 }
+
+/// Against the harness's broker: a replay stops reading once its client has left.
+#[cfg(test)]
+mod abandoning {
+    use super::*;
+    use crate::EventProducer;
+    use shutdown::Closeable;
+
+    #[tokio::test]
+    async fn a_replay_whose_client_left_stops_reading() {
+        let config = KafkaConfig::new(testkit::services().var("KAFKA_BROKERS"));
+        let producer = EventProducer::new(&config).unwrap();
+        let upc = format!("A{}", &testkit::unique_name("a")[..9]);
+        let ids: Vec<String> = (0..2).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let payload = serde_json::to_string(&domain::CheckoutEvent::from(&domain::Checkout {
+            id: 1,
+            user_email: "a@b.org".into(),
+            asset_upc: upc.clone(),
+            checkout_date: chrono::Utc::now(),
+            checkin_date: None,
+        }))
+        .unwrap();
+        for id in &ids {
+            producer
+                .publish(
+                    "checkout",
+                    &upc,
+                    id,
+                    &payload,
+                    chrono::Utc::now().timestamp_millis(),
+                )
+                .await
+                .unwrap();
+        }
+        let since = created_at_ms(&ids[0]).unwrap() - CLOCK_SLACK.as_millis() as i64;
+        let (kinds, after) = ([EventKind::Checkout], ids[0].clone());
+        let read = |left: bool| {
+            let (config, after) = (config.clone(), after.clone());
+            tokio::task::spawn_blocking(move || {
+                read_log(&config, &kinds, &after, since, &AtomicBool::new(left))
+            })
+        };
+        // Still waited for: it reads what followed.
+        let replay = read(false).await.unwrap().expect("replayed");
+        assert!(replay
+            .events
+            .iter()
+            .any(|d| d.event_id.as_deref() == Some(&ids[1])));
+        // Its client gone: it stops at its first message.
+        assert!(matches!(
+            read(true).await.unwrap(),
+            Err(ReplayError::Abandoned)
+        ));
+        // Dropping the waiting side is what raises the flag.
+        let abandoned = Abandoned::default();
+        let flag = Arc::clone(&abandoned.0);
+        drop(abandoned);
+        assert!(flag.load(Ordering::Relaxed));
+        producer.close().await.unwrap();
+    }
+}
