@@ -5,7 +5,7 @@
 use chrono::{NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncMysqlConnection, RunQueryDsl};
-use domain::{Checkout, CheckoutEvent, EventKind, OutboxEvent};
+use domain::{Checkout, CheckoutEvent, EventKind, OutboxEvent, TraceContext};
 
 use crate::schema::checkout_outbox;
 
@@ -17,9 +17,12 @@ struct NewEvent<'a> {
     message_key: &'a str,
     payload: &'a str,
     created_at: NaiveDateTime,
+    traceparent: Option<&'a str>,
+    tracestate: Option<&'a str>,
 }
 
-/// Writes the event for `row` on `conn`, inside the caller's transaction.
+/// Writes the event for `row` on `conn`, inside the caller's transaction, with the
+/// trace context of the operation that runs it (`domain::trace::within`), if any.
 pub(crate) async fn record(
     conn: &mut AsyncMysqlConnection,
     kind: EventKind,
@@ -28,6 +31,7 @@ pub(crate) async fn record(
     let event_id = uuid::Uuid::now_v7().to_string();
     let payload = serde_json::to_string(&CheckoutEvent::from(row))
         .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    let trace = domain::trace::current();
     diesel::insert_into(checkout_outbox::table)
         .values(&NewEvent {
             event_id: &event_id,
@@ -35,6 +39,11 @@ pub(crate) async fn record(
             message_key: &row.asset_upc,
             payload: &payload,
             created_at: Utc::now().naive_utc(),
+            traceparent: trace.as_ref().map(|t| t.traceparent.as_str()),
+            tracestate: trace
+                .as_ref()
+                .map(|t| t.tracestate.as_str())
+                .filter(|s| !s.is_empty()),
         })
         .execute(conn)
         .await?;
@@ -47,21 +56,41 @@ pub(crate) async fn unsent(
     limit: i64,
 ) -> QueryResult<Vec<OutboxEvent>> {
     use crate::schema::checkout_outbox::dsl::*;
-    let rows: Vec<(i64, String, String, String, String)> = checkout_outbox
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = checkout_outbox
         .filter(sent_at.is_null())
         .order(id.asc())
         .limit(limit)
-        .select((id, event_id, topic, message_key, payload))
+        .select((
+            id,
+            event_id,
+            topic,
+            message_key,
+            payload,
+            traceparent,
+            tracestate,
+        ))
         .load(conn)
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(seq, eid, t, k, p)| OutboxEvent {
+        .map(|(seq, eid, t, k, p, parent, state)| OutboxEvent {
             seq,
             event_id: eid,
             topic: t,
             key: k,
             payload: p,
+            trace: parent.and_then(|parent| {
+                TraceContext::parse(&parent, state.as_deref().unwrap_or_default())
+            }),
         })
         .collect())
 }

@@ -22,5 +22,7 @@ diesel::table! {
         payload -> Text,
         created_at -> Datetime,
         sent_at -> Nullable<Datetime>,
+        traceparent -> Nullable<Varchar>,
+        tracestate -> Nullable<Varchar>,
     }
 }

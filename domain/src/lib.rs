@@ -7,6 +7,7 @@ mod catalog;
 mod checkout;
 mod store;
 mod time;
+pub mod trace;
 
 pub use catalog::{Book, BookCondition, BookCopy, Patron};
 pub use checkout::{Checkout, CheckoutEvent, EventKind};
@@ -16,3 +17,4 @@ pub use store::{
     SortField, StoreError, StoreErrorKind,
 };
 pub use time::{format_iso_millis, parse_iso};
+pub use trace::TraceContext;

@@ -263,6 +263,8 @@ pub struct OutboxEvent {
     pub key: String,
     /// The JSON value (SPEC section 1).
     pub payload: String,
+    /// The trace context of the mutation that wrote it, sent as Kafka headers.
+    pub trace: Option<crate::TraceContext>,
 }
 
 /// What waits in the outbox, for the relay's metrics.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use domain::{CheckoutEvent, EventKind};
+use domain::{CheckoutEvent, EventKind, TraceContext};
 use rdkafka::message::{Headers, Message};
 
 use crate::EVENT_ID_HEADER;
@@ -24,6 +24,8 @@ pub struct Delivered {
     /// The message timestamp (publication time, strictly increasing per relay), in
     /// milliseconds since the epoch; 0 when the broker gave none.
     pub timestamp_ms: i64,
+    /// The trace context of the mutation that caused it (its W3C headers).
+    pub trace: Option<TraceContext>,
 }
 
 impl Delivered {
@@ -53,12 +55,20 @@ pub(crate) fn decode(message: &impl Message) -> Option<Delivered> {
         );
         return None;
     };
-    let event_id = message.headers().and_then(|h| {
-        h.iter()
-            .find(|h| h.key == EVENT_ID_HEADER)
-            .and_then(|h| h.value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .map(str::to_string)
+    let header = |name: &str| {
+        message.headers().and_then(|h| {
+            h.iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+        })
+    };
+    let event_id = header(EVENT_ID_HEADER).map(str::to_string);
+    let trace = header(domain::trace::TRACEPARENT).and_then(|parent| {
+        TraceContext::parse(
+            parent,
+            header(domain::trace::TRACESTATE).unwrap_or_default(),
+        )
     });
     Some(Delivered {
         event_id,
@@ -67,6 +77,7 @@ pub(crate) fn decode(message: &impl Message) -> Option<Delivered> {
         partition: message.partition(),
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+        trace,
     })
 }
 
@@ -119,6 +130,7 @@ pub(crate) mod tests {
             partition,
             offset,
             timestamp_ms: ts,
+            trace: None,
         }
     }
 

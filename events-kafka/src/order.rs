@@ -202,6 +202,7 @@ mod tests {
             partition: 0,
             offset: 0,
             timestamp_ms: 0,
+            trace: None,
         }
     }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::TraceContext;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::ClientConfig;
@@ -48,14 +49,15 @@ impl EventProducer {
         payload: &str,
         timestamp_ms: i64,
     ) -> Result<(i32, i64), Error> {
-        self.enqueue(topic, key, event_id, payload, timestamp_ms)?
+        self.enqueue(topic, key, event_id, payload, timestamp_ms, None)?
             .acknowledged()
             .await
     }
 
     /// Queues one event for publication and returns at once; several queued events
     /// travel together (pipelined), and the idempotent producer keeps their order
-    /// per partition. Fails at once when librdkafka's queue is full.
+    /// per partition. Fails at once when librdkafka's queue is full. `trace`, the
+    /// context of the mutation that caused it, travels as W3C headers.
     pub fn enqueue(
         &self,
         topic: &str,
@@ -63,15 +65,29 @@ impl EventProducer {
         event_id: &str,
         payload: &str,
         timestamp_ms: i64,
+        trace: Option<&TraceContext>,
     ) -> Result<Pending, Error> {
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: EVENT_ID_HEADER,
+            value: Some(event_id),
+        });
+        if let Some(trace) = trace {
+            headers = headers.insert(Header {
+                key: domain::trace::TRACEPARENT,
+                value: Some(&trace.traceparent),
+            });
+            if !trace.tracestate.is_empty() {
+                headers = headers.insert(Header {
+                    key: domain::trace::TRACESTATE,
+                    value: Some(&trace.tracestate),
+                });
+            }
+        }
         let record = FutureRecord::to(topic)
             .key(key)
             .payload(payload)
             .timestamp(timestamp_ms)
-            .headers(OwnedHeaders::new().insert(Header {
-                key: EVENT_ID_HEADER,
-                value: Some(event_id),
-            }));
+            .headers(headers);
         self.producer
             .send_result(record)
             .map(Pending)

@@ -301,6 +301,7 @@ impl Relay {
                     &event.event_id,
                     &event.payload,
                     stamp,
+                    event.trace.as_ref(),
                 ) {
                     Ok(p) => pending.push(p),
                     Err(e) => {
@@ -493,6 +494,7 @@ mod tests {
             topic: "checkout".into(),
             key: key.into(),
             payload: String::new(),
+            trace: None,
         }
     }
 

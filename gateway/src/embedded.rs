@@ -352,6 +352,7 @@ impl LocalBus {
             partition: 0,
             offset: *offset,
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            trace: domain::trace::current(),
         });
         history.push_back(Arc::clone(&delivered));
         if history.len() > HISTORY {

@@ -1,0 +1,1 @@
+ALTER TABLE checkout_outbox DROP COLUMN traceparent, DROP COLUMN tracestate;
