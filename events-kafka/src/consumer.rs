@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use domain::EventKind;
 use futures::FutureExt;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
+use rdkafka::{ClientContext, Statistics};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -37,12 +38,39 @@ pub struct EventHub {
     sender: broadcast::Sender<Arc<Delivered>>,
     stop: CancellationToken,
     tasks: tokio::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Consumed>,
     config: KafkaConfig,
     status: Arc<Status>,
     /// Resumes reading the log at once (`replay_concurrency`).
     replays: Arc<tokio::sync::Semaphore>,
 }
+
+/// The live consumer, its lag kept from librdkafka's statistics.
+type Consumed = StreamConsumer<LagContext>;
+
+/// How often librdkafka reports the consumer's lag.
+const LAG_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps the consumer's lag: the sum over its partitions of the high watermark
+/// less its position (librdkafka's `consumer_lag`; -1, unknown, counts 0).
+#[derive(Default)]
+pub struct LagContext {
+    lag: std::sync::atomic::AtomicI64,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, statistics: Statistics) {
+        let lag = statistics
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.values())
+            .map(|partition| partition.consumer_lag.max(0))
+            .sum();
+        self.lag.store(lag, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for LagContext {}
 
 /// What the hub knows of the broker, for readiness detail, metrics and logs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,14 +127,18 @@ impl EventHub {
     /// (they waited in the outbox) are not missed. Partitions and topics that
     /// appear later are read from their beginning.
     pub async fn start(config: &KafkaConfig) -> Result<Self, Error> {
-        let consumer: StreamConsumer = config
+        let consumer: Consumed = config
             .assigned_consumer(format!("{}-{}", config.client_id, std::process::id()))
             .set("enable.partition.eof", "false")
             .set(
                 "fetch.wait.max.ms",
                 config.fetch_wait.as_millis().to_string(),
             )
-            .create()
+            .set(
+                "statistics.interval.ms",
+                LAG_INTERVAL.as_millis().to_string(),
+            )
+            .create_with_context(LagContext::default())
             .map_err(Error::Config)?;
         let consumer = Arc::new(consumer);
         let status = Arc::new(Status::default());
@@ -164,6 +196,13 @@ impl EventHub {
         self.config.replay_concurrency.max(1) - self.replays.available_permits()
     }
 
+    /// Events published on the consumed partitions and not yet read here, as of
+    /// librdkafka's last statistics (every `LAG_INTERVAL`; no broker call, so a
+    /// scrape never waits).
+    pub fn lag(&self) -> i64 {
+        self.consumer.context().lag.load(Ordering::Relaxed)
+    }
+
     /// Whether the broker answered the last look, and how much is consumed.
     pub fn status(&self) -> HubStatus {
         HubStatus {
@@ -175,7 +214,7 @@ impl EventHub {
 
 /// The partitions being consumed, and where newly found ones start.
 struct Assignment {
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Consumed>,
     config: KafkaConfig,
     assigned: HashSet<(EventKind, i32)>,
     /// When the hub started (ms since the epoch).
@@ -226,7 +265,7 @@ impl Assignment {
 /// Assigns the partitions of both topics that `assigned` lacks, reading from
 /// `from`; returns them.
 fn assign_new(
-    consumer: &StreamConsumer,
+    consumer: &Consumed,
     assigned: &HashSet<(EventKind, i32)>,
     from: From,
     timeout: Duration,
@@ -293,7 +332,7 @@ async fn watch(mut assignment: Assignment, status: Arc<Status>, stop: Cancellati
 }
 
 async fn run(
-    consumer: Arc<StreamConsumer>,
+    consumer: Arc<Consumed>,
     sender: broadcast::Sender<Arc<Delivered>>,
     stop: CancellationToken,
 ) {

@@ -36,16 +36,19 @@ async fn main() -> anyhow::Result<()> {
         }
         Err(e) => return Err(e).context("reading the configuration"),
     };
-    gateway::telemetry::init(settings.production);
+    let telemetry = gateway::telemetry::init(settings.production);
     let app = match Application::build(settings).await {
         Ok(app) => app,
         Err(e) => {
             // One line an operator reads in the pod's last log: what failed, the
             // cause chain (each layer names its setting or object), nothing else.
             tracing::error!(error = format!("{e:#}"), "start-up failed");
+            telemetry.shutdown();
             std::process::exit(1);
         }
     };
     let code = app.run_until_stopped().await;
+    // After every connection closed: the drain's last spans included.
+    telemetry.shutdown();
     std::process::exit(code);
 }

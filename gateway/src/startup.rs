@@ -27,13 +27,18 @@ use crate::http::{
 };
 use crate::pipeline::{Pipeline, PipelineConfig};
 
-/// The same stores, each call counted in `metrics`.
-fn counted(stores: Stores, metrics: &Metrics) -> Stores {
+/// The same stores, each call counted in `metrics` (and traced as a call to
+/// MySQL and MongoDB, or to memory when embedded).
+fn counted(stores: Stores, metrics: &Metrics, embedded: bool) -> Stores {
     let calls = metrics.datasource_calls();
+    let (mysql, mongodb) = match embedded {
+        true => ("memory", "memory"),
+        false => ("mysql", "mongodb"),
+    };
     Stores {
-        checkouts: Counted::new(stores.checkouts, "checkouts", calls.clone()),
-        catalog: Counted::new(stores.catalog, "catalog", calls.clone()),
-        snapshots: Counted::new(stores.snapshots, "snapshots", calls),
+        checkouts: Counted::new(stores.checkouts, "checkouts", mysql, calls.clone()),
+        catalog: Counted::new(stores.catalog, "catalog", mongodb, calls.clone()),
+        snapshots: Counted::new(stores.snapshots, "snapshots", mongodb, calls),
         ..stores
     }
 }
@@ -160,16 +165,22 @@ impl Application {
         for c in backends.closeables {
             coordinator.register(c);
         }
+        let max_sockets = settings.subscriptions.max_sockets as i64;
+        let limit = SampledGauge {
+            name: "graphql_websockets_max",
+            help: "WS_MAX_SOCKETS: WebSockets this instance accepts at once",
+            read: Arc::new(move || max_sockets),
+        };
         let metrics = Arc::new(
             Metrics::new(
                 backends.samplers,
                 backends.counters,
-                backends.gauges,
+                backends.gauges.into_iter().chain([limit]).collect(),
                 backends.relay,
             )
             .context("metrics")?,
         );
-        let stores = counted(backends.stores, &metrics);
+        let stores = counted(backends.stores, &metrics, settings.services.is_none());
         let pipeline = Arc::new(pipeline(&settings, stores, Arc::clone(&metrics)));
         let websockets = WsTracker::new(settings.subscriptions.clone());
         let state = web::Data::new(HttpState {
@@ -478,7 +489,12 @@ impl DependencyCheck for KeysReady {
 
 /// The live consumer's view of the broker, as metrics.
 fn hub_gauges(hub: &Arc<EventHub>) -> Vec<SampledGauge> {
-    let (reachable, partitions, replays) = (Arc::clone(hub), Arc::clone(hub), Arc::clone(hub));
+    let (reachable, partitions, replays, lag) = (
+        Arc::clone(hub),
+        Arc::clone(hub),
+        Arc::clone(hub),
+        Arc::clone(hub),
+    );
     vec![
         SampledGauge {
             name: "kafka_broker_reachable",
@@ -494,6 +510,11 @@ fn hub_gauges(hub: &Arc<EventHub>) -> Vec<SampledGauge> {
             name: "subscription_replays_running",
             help: "Resumes (`after`) reading the event log now",
             read: Arc::new(move || replays.replays_running() as i64),
+        },
+        SampledGauge {
+            name: "kafka_consumer_lag_events",
+            help: "Events published on the consumed partitions and not yet read by this instance",
+            read: Arc::new(move || lag.lag()),
         },
     ]
 }

@@ -6,6 +6,10 @@ use std::sync::{Arc, Mutex};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use domain::{Book, CatalogStore, Checkout, CheckoutStore, Patron, StoreError};
+use opentelemetry::Context as TraceParent;
+use tracing::Instrument;
+
+use crate::telemetry;
 
 /// Loader errors must be cloneable: the store error, shared.
 pub type LoadError = Arc<StoreError>;
@@ -110,16 +114,40 @@ pub struct Loaders {
 }
 
 impl Loaders {
-    /// Fresh loaders; their caches live as long as the request.
-    pub fn new(catalog: &Arc<dyn CatalogStore>, checkouts: &Arc<dyn CheckoutStore>) -> Self {
-        fn cached<T: Send + Sync + 'static>(loader: T) -> Cached<T> {
-            DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+    /// Fresh loaders; their caches live as long as the request. Their batches run
+    /// on tasks of their own, each a span under `parent` (the operation's, or the
+    /// delivery's), which they would otherwise lose.
+    pub fn new(
+        catalog: &Arc<dyn CatalogStore>,
+        checkouts: &Arc<dyn CheckoutStore>,
+        parent: Option<&TraceParent>,
+    ) -> Self {
+        fn cached<T: Send + Sync + 'static>(
+            name: &'static str,
+            loader: T,
+            parent: Option<&TraceParent>,
+        ) -> Cached<T> {
+            let parent = parent.cloned();
+            let spawner = move |batch: futures::future::BoxFuture<'static, ()>| {
+                let span = tracing::info_span!(target: telemetry::TARGET, parent: None, "dataloader", otel.name = name);
+                telemetry::set_parent(&span, parent.as_ref());
+                tokio::spawn(batch.instrument(span))
+            };
+            DataLoader::with_cache(loader, spawner, HashMapCache::default())
         }
         Loaders {
-            patrons: cached(PatronByEmail(Arc::clone(catalog))),
-            books: cached(BookByUpc(Arc::clone(catalog))),
-            by_email: cached(History(Arc::clone(checkouts), By::Email)),
-            by_upc: cached(History(Arc::clone(checkouts), By::Upc)),
+            patrons: cached("load patrons", PatronByEmail(Arc::clone(catalog)), parent),
+            books: cached("load books", BookByUpc(Arc::clone(catalog)), parent),
+            by_email: cached(
+                "load checkouts by patron",
+                History(Arc::clone(checkouts), By::Email),
+                parent,
+            ),
+            by_upc: cached(
+                "load checkouts by copy",
+                History(Arc::clone(checkouts), By::Upc),
+                parent,
+            ),
         }
     }
 }
@@ -132,16 +160,31 @@ impl Loaders {
 /// (each set is four loaders with their caches).
 #[derive(Clone)]
 pub struct LoaderScope {
-    current: Arc<Mutex<Option<Arc<Loaders>>>>,
+    current: Arc<Mutex<Current>>,
     catalog: Arc<dyn CatalogStore>,
     checkouts: Arc<dyn CheckoutStore>,
 }
 
+/// The loaders in use, and the trace their batches belong to.
+#[derive(Default)]
+struct Current {
+    loaders: Option<Arc<Loaders>>,
+    parent: Option<TraceParent>,
+}
+
 impl LoaderScope {
-    /// A scope over these stores (its loaders made when first needed).
-    pub fn new(catalog: &Arc<dyn CatalogStore>, checkouts: &Arc<dyn CheckoutStore>) -> Self {
+    /// A scope over these stores (its loaders made when first needed), their
+    /// batches traced under `parent`.
+    pub fn new(
+        catalog: &Arc<dyn CatalogStore>,
+        checkouts: &Arc<dyn CheckoutStore>,
+        parent: Option<TraceParent>,
+    ) -> Self {
         LoaderScope {
-            current: Arc::new(Mutex::new(None)),
+            current: Arc::new(Mutex::new(Current {
+                loaders: None,
+                parent,
+            })),
             catalog: Arc::clone(catalog),
             checkouts: Arc::clone(checkouts),
         }
@@ -150,14 +193,22 @@ impl LoaderScope {
     /// The loaders in use now.
     pub fn get(&self) -> Arc<Loaders> {
         let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
-            current.get_or_insert_with(|| Arc::new(Loaders::new(&self.catalog, &self.checkouts))),
-        )
+        let Current { loaders, parent } = &mut *current;
+        Arc::clone(loaders.get_or_insert_with(|| {
+            Arc::new(Loaders::new(
+                &self.catalog,
+                &self.checkouts,
+                parent.as_ref(),
+            ))
+        }))
     }
 
-    /// Starts a fresh set (a subscription's next event).
-    pub fn renew(&self) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    /// Starts a fresh set (a subscription's next event), traced under `parent`.
+    pub fn renew(&self, parent: Option<TraceParent>) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Current {
+            loaders: None,
+            parent,
+        };
     }
 }
 

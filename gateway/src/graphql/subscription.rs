@@ -12,6 +12,7 @@ use super::guards::RoleGuard;
 use super::loaders::LoaderScope;
 use super::types::GqlCheckout;
 use crate::events::{ResumeError, Subscribed};
+use crate::telemetry;
 
 /// The root subscription.
 pub struct SubscriptionRoot;
@@ -43,14 +44,16 @@ async fn stream_of(
         let fresh = !matches!(item, Ok(d) if covered.covers(d));
         async move { fresh }
     });
-    let missed = futures::stream::iter(missed.into_iter().map(Ok));
-    Ok(missed.chain(live).filter_map(move |item| {
+    let missed = futures::stream::iter(missed.into_iter().map(|d| (true, Ok(d))));
+    let live = live.map(|item| (false, item));
+    Ok(missed.chain(live).filter_map(move |(replayed, item)| {
         let scope = scope.clone();
         async move {
             match item {
                 Ok(d) if kinds.contains(&d.kind) => {
                     let row = d.event.to_checkout()?;
-                    scope.renew();
+                    let span = delivery_span(&d, replayed);
+                    scope.renew(telemetry::context_of(&span));
                     Some(Ok(Some(GqlCheckout {
                         event_id: d.event_id.clone(),
                         ..GqlCheckout::from(row)
@@ -61,6 +64,29 @@ async fn stream_of(
             }
         }
     }))
+}
+
+/// The span of one event's delivery to one subscriber: a child of the span that
+/// wrote the event (the mutation's, on whichever instance) when live, linked to it
+/// when replayed (that trace ended long ago). Its batched loads are its children.
+fn delivery_span(d: &events_kafka::Delivered, replayed: bool) -> tracing::Span {
+    if d.trace.is_none() || !telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        target: telemetry::TARGET,
+        parent: None,
+        "subscription delivery",
+        otel.name = %format_args!("deliver {}", d.kind.topic()),
+        otel.kind = "consumer",
+        messaging.system = "kafka",
+        messaging.destination.name = d.kind.topic(),
+        messaging.message.id = d.event_id.as_deref().unwrap_or_default(),
+        messaging.kafka.offset = d.offset,
+        replayed,
+    );
+    telemetry::join(&span, d.trace.as_ref(), !replayed);
+    span
 }
 
 /// Turns the broadcast receiver into a stream that ends after reporting a lag.

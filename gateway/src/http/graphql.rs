@@ -306,7 +306,11 @@ async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> 
         other => other,
     };
     if let Some(protocol) = protocol {
-        let responses = state.pipeline.stream(request, viewer);
+        let transport = match protocol {
+            streaming::Protocol::Multipart => "multipart",
+            streaming::Protocol::Sse => "sse",
+        };
+        let responses = state.pipeline.stream(request, viewer, None, transport);
         return streaming::respond(protocol, responses, state.websockets.going_away());
     }
     let executed = state.pipeline.execute(request, viewer).await;

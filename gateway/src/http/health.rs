@@ -32,6 +32,7 @@ pub async fn live() -> HttpResponse {
 pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
     let phase = state.readiness.state();
     if phase != shutdown::State::Ready {
+        state.metrics.observe_ready(false);
         let body = format!("{phase:?}").to_lowercase();
         return HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
@@ -39,6 +40,7 @@ pub async fn ready(state: web::Data<HttpState>) -> HttpResponse {
     }
     let (failures, degraded) =
         futures::future::join(failing(&state.dependencies), failing(&state.optional)).await;
+    state.metrics.observe_ready(failures.is_empty());
     if failures.is_empty() {
         let mut body = String::from("OK");
         for d in degraded {

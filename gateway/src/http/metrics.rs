@@ -48,6 +48,9 @@ pub struct Metrics {
     websockets: IntGauge,
     pool: IntGaugeVec,
     datasource_calls: IntCounterVec,
+    persisted: IntCounterVec,
+    subscriptions: IntGaugeVec,
+    ready: IntGauge,
     samplers: Vec<Sampler>,
     counters: Vec<(IntCounter, Arc<dyn Fn() -> u64 + Send + Sync>)>,
     gauges: Vec<(IntGauge, Arc<dyn Fn() -> i64 + Send + Sync>)>,
@@ -155,6 +158,35 @@ impl Metrics {
             ),
             &["store", "call"],
         )?;
+        let persisted = IntCounterVec::new(
+            Opts::new(
+                "graphql_persisted_queries_total",
+                "Automatic persisted queries: hit (hash found), miss (hash unknown), registered (query stored)",
+            ),
+            &["result"],
+        )?;
+        let subscriptions = IntGaugeVec::new(
+            Opts::new(
+                "graphql_subscriptions_active",
+                "Subscriptions running, by transport",
+            ),
+            &["transport"],
+        )?;
+        let ready = IntGauge::new(
+            "gateway_ready",
+            "1 when the last readiness probe answered 200, 0 when 503",
+        )?;
+        registry.register(Box::new(ready.clone()))?;
+        // Every series present from the start, at 0: a rate or an alert needs no
+        // first event to see it.
+        for result in ["hit", "miss", "registered"] {
+            persisted.with_label_values(&[result]);
+        }
+        for transport in ["graphql-transport-ws", "graphql-ws", "sse", "multipart"] {
+            subscriptions.with_label_values(&[transport]);
+        }
+        registry.register(Box::new(persisted.clone()))?;
+        registry.register(Box::new(subscriptions.clone()))?;
         registry.register(Box::new(datasource_calls.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -190,6 +222,9 @@ impl Metrics {
             websockets,
             pool,
             datasource_calls,
+            persisted,
+            subscriptions,
+            ready,
             samplers,
             counters,
             gauges,
@@ -210,6 +245,23 @@ impl Metrics {
             .with_label_values(&[operation])
             .observe(seconds);
         self.observe_errors(codes);
+    }
+
+    /// Records a readiness probe's answer.
+    pub fn observe_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Counts a persisted-query lookup (`hit`, `miss`, `registered`).
+    pub fn observe_persisted(&self, result: &str) {
+        self.persisted.with_label_values(&[result]).inc();
+    }
+
+    /// Counts a subscription running on `transport` until the guard is dropped.
+    pub fn subscription(&self, transport: &str) -> SubscriptionCount {
+        let gauge = self.subscriptions.with_label_values(&[transport]);
+        gauge.inc();
+        SubscriptionCount(gauge)
     }
 
     /// Counts errors by code (a subscription's later events).
@@ -241,6 +293,15 @@ impl Metrics {
         // Encoding into a Vec cannot fail for the text format.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
+    }
+}
+
+/// One running subscription in `graphql_subscriptions_active`.
+pub struct SubscriptionCount(IntGauge);
+
+impl Drop for SubscriptionCount {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

@@ -1,5 +1,6 @@
 //! Per-request context: a request id (from `x-request-id` or new) on the log span and
-//! the response; and `Connection: close` once draining, so keep-alive clients move
+//! the response; the caller's trace continued (W3C `traceparent`), its ids on the
+//! log span; and `Connection: close` once draining, so keep-alive clients move
 //! to another instance after the response they are in.
 
 use actix_web::body::MessageBody;
@@ -11,6 +12,7 @@ use actix_web::{web, Error};
 use tracing::Instrument;
 
 use super::HttpState;
+use crate::telemetry::{self, HeaderExtractor};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -30,8 +32,16 @@ pub async fn request_context(
         "request",
         request_id = %request_id,
         http.method = %req.method(),
-        url.path = %req.path()
+        url.path = %req.path(),
+        otel.name = %format_args!("{} {}", req.method(), req.path()),
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
+    if let Some(ids) = telemetry::continue_trace(&span, HeaderExtractor(req.headers())) {
+        span.record("trace_id", tracing::field::display(&ids.trace_id));
+        span.record("span_id", tracing::field::display(&ids.span_id));
+    }
     span.in_scope(|| tracing::debug!("request received"));
     let mut res = next.call(req).instrument(span.clone()).await?;
     span.in_scope(|| tracing::debug!(http.status = res.status().as_u16(), "response"));

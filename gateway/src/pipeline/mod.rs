@@ -17,17 +17,20 @@ use std::time::{Duration, Instant};
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
 use async_graphql::{Data, Request, Response};
+use domain::TraceContext;
 use futures::stream::BoxStream;
 use futures::StreamExt;
+use tracing::Instrument;
 
 use crate::graphql::loaders::LoaderScope;
 use crate::graphql::{AliasLimit, AppSchema, DocumentCache, Stores, Viewer};
 use crate::http::Metrics;
+use crate::telemetry;
 pub use errors::Failure;
 use nulls::{FieldTypes, Shape};
 pub use operations::OperationLabels;
-use persisted::PersistedError;
 pub use persisted::PersistedQueries;
+use persisted::{Persisted, PersistedError};
 
 /// An admitted operation: what its responses are finished and labelled by.
 struct Ran {
@@ -113,21 +116,36 @@ impl Pipeline {
         operations::selected(request).map(|(ty, _)| ty)
     }
 
-    /// Runs a query or mutation for `viewer`.
+    /// Runs a query or mutation for `viewer`, traced under the current span (the
+    /// HTTP request's).
     pub async fn execute(&self, request: Request, viewer: Viewer) -> Executed {
         let started = Instant::now();
-        let (request, ran) = match self.admit(request) {
+        let (mut request, ran) = match self.admit(request) {
             Ok(admitted) => admitted,
             Err(refused) => return self.refused(*refused, started),
         };
-        let request = self.with_context(request, viewer);
-        let response =
-            match tokio::time::timeout(self.config.timeout, self.schema.execute(request)).await {
-                Ok(response) => response,
-                // Dropping the execution cancels its data-source calls.
-                Err(_) => return self.timed_out(ran.label, started),
-            };
+        let ty = operations::selected(&mut request).map(|(ty, _)| ty);
+        let span = operation_span(ty, ran.label);
+        // A mutation's events carry its context to their subscribers.
+        let events_trace = match ty {
+            Some(OperationType::Mutation) => telemetry::w3c(&span),
+            _ => None,
+        };
+        let request = self.with_context(request, viewer, &span);
+        let run = domain::trace::within(events_trace, self.schema.execute(request))
+            .instrument(span.clone());
+        let response = match tokio::time::timeout(self.config.timeout, run).await {
+            Ok(response) => response,
+            // Dropping the execution cancels its data-source calls.
+            Err(_) => {
+                failed(&span);
+                return self.timed_out(ran.label, started);
+            }
+        };
         let (response, failure) = self.finish(response, &ran);
+        if !response.errors.is_empty() {
+            failed(&span);
+        }
         self.observe(ran.label, started, &response);
         Executed { response, failure }
     }
@@ -135,10 +153,15 @@ impl Pipeline {
     /// Runs any operation as a stream of responses (one for a query or mutation,
     /// one per event for a subscription), for the streaming transports; `viewer`
     /// comes from the request's header or the WebSocket's `connection_init`.
+    /// `parent`, from the WebSocket's `connection_init` payload, is the trace the
+    /// operation continues (else the current span's); `transport` names the
+    /// protocol in the subscription count.
     pub fn stream(
         self: &Arc<Self>,
         request: Request,
         viewer: Viewer,
+        parent: Option<&TraceContext>,
+        transport: &'static str,
     ) -> BoxStream<'static, Response> {
         let started = Instant::now();
         let (mut request, ran) = match self.admit(request) {
@@ -148,17 +171,24 @@ impl Pipeline {
                 return futures::stream::once(async move { response }).boxed();
             }
         };
-        let is_subscription = matches!(
-            operations::selected(&mut request),
-            Some((OperationType::Subscription, _))
-        );
-        let request = self.with_context(request, viewer);
+        let ty = operations::selected(&mut request).map(|(ty, _)| ty);
+        let is_subscription = ty == Some(OperationType::Subscription);
+        // A subscription's span covers its start only: each event is delivered in
+        // a span of the trace of the mutation that caused it.
+        let span = operation_span(ty, ran.label);
+        telemetry::join(&span, parent, true);
+        let request = self.with_context(request, viewer, &span);
         let pipeline = Arc::clone(self);
+        let events_trace = match ty {
+            Some(OperationType::Mutation) => telemetry::w3c(&span),
+            _ => None,
+        };
         let responses = self.schema.execute_stream(request);
         let responses: BoxStream<'static, Response> = if is_subscription {
             responses
         } else {
-            // A query or mutation over a stream obeys the same timeout as over HTTP.
+            // A query or mutation over a stream: one response, under the same
+            // timeout as over HTTP, in its span (a mutation's events with its context).
             let timeout = self.config.timeout;
             let mut responses = responses;
             let timed = async move {
@@ -168,13 +198,16 @@ impl Pipeline {
                     Err(_) => Some(Response::from_errors(vec![errors::timeout_error(timeout)])),
                 }
             };
+            let timed = domain::trace::within(events_trace, timed).instrument(span);
             futures::stream::once(timed)
                 .filter_map(std::future::ready)
                 .boxed()
         };
         let mut first = true;
+        let counted = is_subscription.then(|| self.metrics.subscription(transport));
         responses
             .map(move |response| {
+                let _counted = &counted;
                 let (mut response, _) = pipeline.finish(response, &ran);
                 // Subscription events are one checkout each, bounded by the argument
                 // caps; a query's or mutation's reply is checked like over HTTP.
@@ -212,7 +245,14 @@ impl Pipeline {
     /// its persisted query resolved, its document parsed once, its metric label
     /// chosen, the alias limit.
     fn admit(&self, mut request: Request) -> Result<(Request, Ran), Box<Refused>> {
-        if let Err(e) = self.persisted.resolve(&mut request) {
+        let persisted = self.persisted.resolve(&mut request);
+        match &persisted {
+            Ok(Persisted::Hit) => self.metrics.observe_persisted("hit"),
+            Ok(Persisted::Registered) => self.metrics.observe_persisted("registered"),
+            Err(PersistedError::NotFound) => self.metrics.observe_persisted("miss"),
+            Ok(Persisted::NotAsked) | Err(_) => {}
+        }
+        if let Err(e) = persisted {
             return Err(Box::new(Refused {
                 response: persisted_error(&e),
                 failure: (e != PersistedError::NotFound).then_some(Failure::Request),
@@ -256,9 +296,14 @@ impl Pipeline {
         }
     }
 
-    /// The request with what resolvers reach per operation: the caller and loaders.
-    fn with_context(&self, request: Request, viewer: Viewer) -> Request {
-        let loaders = LoaderScope::new(&self.stores.catalog, &self.stores.checkouts);
+    /// The request with what resolvers reach per operation: the caller and loaders
+    /// (whose batches are traced under `span`).
+    fn with_context(&self, request: Request, viewer: Viewer, span: &tracing::Span) -> Request {
+        let loaders = LoaderScope::new(
+            &self.stores.catalog,
+            &self.stores.checkouts,
+            telemetry::context_of(span),
+        );
         request.data(viewer).data(loaders)
     }
 
@@ -280,6 +325,33 @@ impl Pipeline {
     }
 }
 
+/// The span of one operation, named as the GraphQL semantic conventions say
+/// (`{type} {name}`, with the bounded metric label as the name).
+fn operation_span(ty: Option<OperationType>, label: &str) -> tracing::Span {
+    if !telemetry::enabled() {
+        return tracing::Span::none();
+    }
+    let ty = match ty {
+        Some(OperationType::Query) => "query",
+        Some(OperationType::Mutation) => "mutation",
+        Some(OperationType::Subscription) => "subscription",
+        None => "unknown",
+    };
+    tracing::info_span!(
+        target: telemetry::TARGET,
+        "graphql operation",
+        otel.name = %format_args!("{ty} {label}"),
+        graphql.operation.type = ty,
+        graphql.operation.name = label,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// Marks an operation's span failed.
+fn failed(span: &tracing::Span) {
+    span.record("otel.status_code", "ERROR");
+}
+
 /// A persisted-query refusal as a response (`PersistedQueryNotFound` is the exact
 /// message Apollo's clients look for).
 fn persisted_error(e: &PersistedError) -> Response {
@@ -292,11 +364,19 @@ fn persisted_error(e: &PersistedError) -> Response {
 /// each `subscribe`/`start` message through. The viewer comes from the socket's
 /// `connection_init` (its session data).
 #[derive(Clone)]
-pub struct StreamExecutor(pub Arc<Pipeline>);
+pub struct StreamExecutor {
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    /// The socket's subprotocol, for the subscription count.
+    pub protocol: &'static str,
+}
 
 impl async_graphql::Executor for StreamExecutor {
     async fn execute(&self, request: Request) -> Response {
-        self.0.execute(request, Viewer::default()).await.response
+        self.pipeline
+            .execute(request, Viewer::default())
+            .await
+            .response
     }
 
     fn execute_stream(
@@ -310,6 +390,10 @@ impl async_graphql::Executor for StreamExecutor {
             .and_then(|v| v.downcast_ref::<Viewer>())
             .cloned()
             .unwrap_or_default();
-        self.0.stream(request, viewer)
+        let parent = session_data
+            .as_deref()
+            .and_then(|data| data.get(&std::any::TypeId::of::<TraceContext>()))
+            .and_then(|v| v.downcast_ref::<TraceContext>());
+        self.pipeline.stream(request, viewer, parent, self.protocol)
     }
 }

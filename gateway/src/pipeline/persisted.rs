@@ -36,6 +36,18 @@ impl PersistedError {
     }
 }
 
+/// What a request's `persistedQuery` extension came to (for the hit and miss
+/// counts; a miss is `PersistedError::NotFound`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// No extension.
+    NotAsked,
+    /// The hash alone, found.
+    Hit,
+    /// The query with its hash, stored (or already there).
+    Registered,
+}
+
 /// Stored queries by hash.
 pub struct PersistedQueries {
     entries: Mutex<(LruCache<String, String>, usize)>,
@@ -54,9 +66,9 @@ impl PersistedQueries {
 
     /// Fills `request.query` from the store, or stores it, per its
     /// `persistedQuery` extension; requests without one are left as they are.
-    pub fn resolve(&self, request: &mut Request) -> Result<(), PersistedError> {
+    pub fn resolve(&self, request: &mut Request) -> Result<Persisted, PersistedError> {
         let Some(extension) = request.extensions.0.get("persistedQuery") else {
-            return Ok(());
+            return Ok(Persisted::NotAsked);
         };
         let Value::Object(fields) = extension else {
             return Err(PersistedError::Unsupported(
@@ -75,7 +87,7 @@ impl PersistedQueries {
             return match stored {
                 Some(query) => {
                     request.query = query;
-                    Ok(())
+                    Ok(Persisted::Hit)
                 }
                 None => Err(PersistedError::NotFound),
             };
@@ -84,7 +96,7 @@ impl PersistedQueries {
             return Err(PersistedError::Mismatch);
         }
         self.store(hash, request.query.clone());
-        Ok(())
+        Ok(Persisted::Registered)
     }
 
     fn store(&self, hash: String, query: String) {
@@ -141,9 +153,12 @@ mod tests {
             store.resolve(&mut with_hash("", &h)),
             Err(PersistedError::NotFound)
         );
-        assert_eq!(store.resolve(&mut with_hash(q, &h)), Ok(()));
+        assert_eq!(
+            store.resolve(&mut with_hash(q, &h)),
+            Ok(Persisted::Registered)
+        );
         let mut again = with_hash("", &h.to_ascii_uppercase());
-        assert_eq!(store.resolve(&mut again), Ok(()));
+        assert_eq!(store.resolve(&mut again), Ok(Persisted::Hit));
         assert_eq!(again.query, q);
     }
 

@@ -67,6 +67,19 @@ enum Ending {
     Protocol(u16, String),
 }
 
+/// The W3C trace context a `connection_init` payload carries (`traceparent`,
+/// `tracestate`, as over HTTP), when traces are on.
+fn payload_trace(payload: &serde_json::Value) -> Option<domain::TraceContext> {
+    if !crate::telemetry::enabled() {
+        return None;
+    }
+    let member = |name| payload.get(name).and_then(|v| v.as_str());
+    domain::TraceContext::parse(
+        member(domain::trace::TRACEPARENT)?,
+        member(domain::trace::TRACESTATE).unwrap_or_default(),
+    )
+}
+
 /// Serves the socket until it closes; a client that stopped reading is cut off.
 pub(super) async fn serve(socket: Socket) {
     let tcp = socket.tcp;
@@ -103,7 +116,10 @@ async fn run(socket: Socket) -> Ending {
     let users = tracker.clone();
     // Every operation on the socket goes through the pipeline, with the viewer
     // that `connection_init` established.
-    let executor = StreamExecutor(Arc::clone(&state.pipeline));
+    let executor = StreamExecutor {
+        pipeline: Arc::clone(&state.pipeline),
+        protocol: protocol.sec_websocket_protocol(),
+    };
     let mut graphql = WebSocket::new(executor, from_client, protocol)
         .on_connection_init(move |payload| async move {
             let refuse =
@@ -140,6 +156,10 @@ async fn run(socket: Socket) -> Ending {
             let _ = admitted_tx.send(admitted);
             let mut data = Data::default();
             data.insert(viewer);
+            // The client's trace, continued by each operation on the socket.
+            if let Some(trace) = payload_trace(&payload) {
+                data.insert(trace);
+            }
             Ok(data)
         })
         .boxed();
