@@ -9,7 +9,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::Request;
 use futures::StreamExt;
 
-use super::{streaming, HttpState};
+use super::{streaming, ConnectionFd, HttpState};
 use crate::graphql::Viewer;
 use crate::pipeline::Failure;
 
@@ -311,7 +311,12 @@ async fn execute(state: &HttpState, req: &HttpRequest, mut request: Request) -> 
             streaming::Protocol::Sse => "sse",
         };
         let responses = state.pipeline.stream(request, viewer, None, transport);
-        return streaming::respond(protocol, responses, state.websockets.going_away());
+        let watch = streaming::Watch {
+            tcp: req.conn_data::<ConnectionFd>().copied(),
+            going_away: state.websockets.going_away(),
+            send_timeout: state.websockets.send_timeout(),
+        };
+        return streaming::respond(protocol, responses, watch);
     }
     let executed = state.pipeline.execute(request, viewer).await;
     let graphql_response = graphql_response_media(req);

@@ -4,12 +4,15 @@
 //! Server-Sent Events (graphql-sse, "distinct connections" mode). Both only turn the
 //! pipeline's stream of responses into bytes; auth happened before, limits and
 //! codes are the pipeline's. On drain the stream ends with the protocol's closing
-//! bytes, so clients reconnect to another instance.
+//! bytes, so clients reconnect to another instance. A client that stops reading is
+//! cut off (see [`Watch`]): it holds neither a connection nor the stop.
 //!
 //! Written here rather than taken from a crate: async-graphql's integrations have no
 //! multipart subscription transport, and the framing is a few lines per protocol.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use actix_web::HttpResponse;
@@ -17,6 +20,11 @@ use async_graphql::Response;
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
+
+use super::ConnectionFd;
+
+/// How long a draining server waits for a stream's closing bytes to be taken.
+const GOODBYE: Duration = Duration::from_secs(1);
 
 /// Apollo's multipart heartbeat period (the Router's 5 s): intermediaries keep the
 /// connection, clients ignore the empty part.
@@ -64,16 +72,88 @@ enum Frame {
     End,
 }
 
-/// The response streaming `responses` in `protocol`, ended early by `going_away`.
+/// What keeps a stream's client from holding its connection or the stop.
+///
+/// actix has no write timeout: it polls a response body only while it can write,
+/// so a client that stops reading leaves the body unpolled and the connection
+/// open, and a draining server waits for it until its deadline. The heartbeat
+/// wakes the body every period; a body not polled for a period plus
+/// `send_timeout` has a client that stopped reading, and its TCP socket is shut
+/// down (as for WebSockets). On drain, a stream whose closing bytes are not taken
+/// within a second is cut off the same way.
+pub struct Watch {
+    /// The connection's socket (recorded at accept).
+    pub tcp: Option<ConnectionFd>,
+    /// Cancelled when the server drains.
+    pub going_away: CancellationToken,
+    /// `WS_SEND_TIMEOUT`.
+    pub send_timeout: Duration,
+}
+
+/// When the body was last polled, and whether the connection still holds it.
+struct Progress {
+    polled: Mutex<Instant>,
+    alive: AtomicBool,
+}
+
+/// Dropped with the body: the connection has let it go.
+struct Alive(Arc<Progress>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Watch {
+    /// Watches `progress` on the connection's own worker thread until the body is
+    /// dropped; cuts the socket off when the client stalls or the drain's goodbye
+    /// is not taken.
+    async fn run(self, progress: Arc<Progress>, period: Duration) {
+        let Some(tcp) = self.tcp else {
+            return;
+        };
+        let patience = period + self.send_timeout;
+        loop {
+            let draining = tokio::select! {
+                () = self.going_away.cancelled() => true,
+                () = tokio::time::sleep(patience / 4) => false,
+            };
+            if draining {
+                tokio::time::sleep(GOODBYE).await;
+            }
+            // No await from here to the cut: see `ConnectionFd::cut_off`.
+            if !progress.alive.load(Ordering::Relaxed) {
+                return;
+            }
+            let idle = progress
+                .polled
+                .lock()
+                .map(|polled| polled.elapsed())
+                .unwrap_or_default();
+            if draining || idle > patience {
+                tracing::info!(
+                    draining,
+                    "streaming response: the client stopped reading; cut off"
+                );
+                tcp.cut_off();
+                return;
+            }
+        }
+    }
+}
+
+/// The response streaming `responses` in `protocol`, ended early by a drain.
 pub fn respond(
     protocol: Protocol,
     responses: BoxStream<'static, Response>,
-    going_away: CancellationToken,
+    watch: Watch,
 ) -> HttpResponse {
     let period = match protocol {
         Protocol::Multipart => MULTIPART_HEARTBEAT,
         Protocol::Sse => SSE_KEEP_ALIVE,
     };
+    let going_away = watch.going_away.clone();
     let mut beat = tokio::time::interval(period);
     beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let frames = futures::stream::unfold(Some((responses, beat, going_away)), |state| async move {
@@ -93,7 +173,21 @@ pub fn respond(
         };
         Some((frame, rest))
     });
-    let bytes = frames.map(move |frame| Ok::<_, std::convert::Infallible>(encode(protocol, frame)));
+    let progress = Arc::new(Progress {
+        polled: Mutex::new(Instant::now()),
+        alive: AtomicBool::new(true),
+    });
+    // On this worker's own thread, like the connection (see `Watch::run`).
+    actix_web::rt::spawn(watch.run(Arc::clone(&progress), period));
+    let alive = Alive(progress);
+    let mut frames = Box::pin(frames);
+    let polled = futures::stream::poll_fn(move |cx| {
+        if let Ok(mut polled) = alive.0.polled.lock() {
+            *polled = Instant::now();
+        }
+        frames.poll_next_unpin(cx)
+    });
+    let bytes = polled.map(move |frame| Ok::<_, std::convert::Infallible>(encode(protocol, frame)));
     let mut builder = HttpResponse::Ok();
     builder.insert_header(("cache-control", "no-cache"));
     match protocol {

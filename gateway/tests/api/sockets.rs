@@ -359,12 +359,62 @@ async fn a_stalled_reader_does_not_hold_the_stop() {
     }
 }
 
+/// The same with HTTP streams: 5 SSE and 5 multipart subscriptions whose client
+/// never reads, then SIGTERM. Each is cut off once the drain's closing bytes are
+/// not taken: exit 0, every Closeable closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_http_streams_do_not_hold_the_stop() {
+    let owner = TestApp::real(SqlServer::MariaDb).await;
+    let (mysql, mongo) = owner.databases().expect("real services").clone();
+    let mut gateway = Process::start(
+        SqlServer::MariaDb,
+        &mysql.database,
+        &mongo.database,
+        // Events of about 17 KiB (100 aliases): the kernel lets a socket's send
+        // buffer grow to 4 MiB, which takes fewer of them to fill.
+        &[
+            ("SHUTDOWN_TIMEOUT", "30"),
+            ("WS_SEND_TIMEOUT", "20"),
+            ("GRAPHQL_MAX_ALIASES", "120"),
+        ],
+    );
+    let token = owner.token("user1").await;
+    let mut stalled = Vec::new();
+    for accept in [
+        "text/event-stream",
+        r#"multipart/mixed;subscriptionSpec="1.0""#,
+    ] {
+        for _ in 0..5 {
+            stalled.push(stalled_stream(gateway.port, &token, accept, 50).await);
+        }
+    }
+    let _reader = flood(
+        gateway.port,
+        &gateway.base,
+        &token,
+        &["9000000024", "9000000021", "9000000019", "9000000014"],
+        50,
+        // 6 MiB each: more than the socket's buffers (4 MiB sending, 4 KiB
+        // receiving) and actix's write buffer hold.
+        (stalled.len(), stalled.len() * (6 << 20)),
+    )
+    .await;
+    let (code, took) = gateway.terminate(Duration::from_secs(60));
+    let log = gateway.log();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        took < Duration::from_secs(10),
+        "the stop took {took:?}: {log}"
+    );
+    assert!(log.contains("closed closeable=mongodb-client"), "{log}");
+    drop(stalled);
+}
+
 /// Opens a socket with 50 wide subscriptions that never reads, and a reader with
-/// one; checks `upc` out and in through `base` until far more than kernel buffers
-/// and the session's channel hold is due to the stalled socket, checking that the
-/// reader gets each checkout promptly meanwhile. Returns both sockets.
+/// one; floods (see `flood`) until far more than kernel buffers and the session's
+/// channel hold is due to the stalled socket. Returns both sockets.
 async fn stall_and_flood(port: u16, base: &str, token: &str, upc: &str) -> (Ws, Ws) {
-    let query = wide_subscription();
+    let query = wide_subscription(7);
     let mut stalled = acknowledged_port(port, MODERN, json!({ "authToken": token })).await;
     for id in 0..50 {
         send(
@@ -373,6 +423,23 @@ async fn stall_and_flood(port: u16, base: &str, token: &str, upc: &str) -> (Ws, 
         )
         .await;
     }
+    let reader = flood(port, base, token, &[upc], 7, (50, 24 << 20)).await;
+    (stalled, reader)
+}
+
+/// Opens a reader with one wide subscription (`pairs` of aliases), then checks `upcs` out and in
+/// through `base` (all at once) until `due` bytes are due to `stalled` copies of
+/// the subscription that never read, checking that the reader gets each checkout
+/// promptly meanwhile. Returns the reader.
+async fn flood(
+    port: u16,
+    base: &str,
+    token: &str,
+    upcs: &[&str],
+    pairs: usize,
+    (stalled, due): (usize, usize),
+) -> Ws {
+    let query = wide_subscription(pairs);
     let mut reader = acknowledged_port(port, MODERN, json!({ "authToken": token })).await;
     send(
         &mut reader,
@@ -380,48 +447,86 @@ async fn stall_and_flood(port: u16, base: &str, token: &str, upc: &str) -> (Ws, 
     )
     .await;
     let client = reqwest::Client::new();
-    let gql = |query: &'static str| {
+    let gql = |query: &'static str, upc: &str| {
         let request = client
             .post(format!("{base}/graphql"))
             .bearer_auth(token)
             .json(&json!({"query": query, "variables": {"u": upc}}));
         async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
     };
+    // Any copy the demo data has out comes back first (an error for the others).
+    futures::future::join_all(upcs.iter().map(|upc| gql(BACK, upc))).await;
     let mut pushed = 0usize;
     let mut mutations = 0;
     let deadline = Instant::now() + Duration::from_secs(120);
-    while pushed < 24 * 1024 * 1024 {
+    while pushed < due {
         assert!(Instant::now() < deadline, "too slow: {mutations} mutations");
-        let made = gql(OUT).await;
-        let id = made["data"]["checkoutAsset"]["id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{made}"))
-            .to_string();
-        gql(BACK).await;
-        mutations += 1;
-        // The reader sees this checkout promptly, whatever the stalled socket does.
-        let seen = loop {
+        let made = futures::future::join_all(upcs.iter().map(|upc| gql(OUT, upc))).await;
+        let mut ids: Vec<String> = made
+            .iter()
+            .map(|made| {
+                made["data"]["checkoutAsset"]["id"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{made}"))
+                    .to_string()
+            })
+            .collect();
+        futures::future::join_all(upcs.iter().map(|upc| gql(BACK, upc))).await;
+        mutations += upcs.len();
+        // The reader sees these checkouts promptly, whatever the stalled client does.
+        while !ids.is_empty() {
             match tokio::time::timeout(Duration::from_secs(10), reader.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) if t.contains(&format!("\"id\":\"{id}\"")) => {
-                    break t
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if let Some(at) = ids
+                        .iter()
+                        .position(|id| t.contains(&format!("\"id\":\"{id}\"")))
+                    {
+                        ids.swap_remove(at);
+                        pushed += t.len() * stalled;
+                    }
                 }
                 Ok(Some(Ok(_))) => continue,
                 other => panic!("the reader stalled after {mutations} mutations: {other:?}"),
             }
-        };
-        pushed += seen.len() * 50;
+        }
     }
-    (stalled, reader)
+    reader
+}
+
+/// An HTTP stream (`protocol`'s `Accept`) of the wide subscription from a client
+/// that never reads, on a socket with a small receive buffer.
+async fn stalled_stream(
+    port: u16,
+    token: &str,
+    accept: &str,
+    pairs: usize,
+) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let mut tcp = socket
+        .connect(([127, 0, 0, 1], port).into())
+        .await
+        .expect("connect");
+    let body = json!({ "query": wide_subscription(pairs) }).to_string();
+    let head = format!(
+        "POST /graphql HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer {token}\r\n\
+         content-type: application/json\r\naccept: {accept}\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.expect("request head");
+    tcp.write_all(body.as_bytes()).await.expect("request body");
+    tcp
 }
 
 const OUT: &str =
     "mutation($u: String!) { checkoutAsset(assetUpc: $u, userEmail: \"apickerin0@51.la\") { id } }";
 const BACK: &str = "mutation($u: String!) { checkinAsset(assetUpc: $u) { id } }";
 
-/// A checkout subscription whose events are over a KiB each (14 aliases, within
-/// the alias limit).
-fn wide_subscription() -> String {
-    let fields: String = (0..7)
+/// A checkout subscription with `pairs` of patron and book aliases: with 7 (14
+/// aliases, within the default limit) its events are over 2 KiB each.
+fn wide_subscription(pairs: usize) -> String {
+    let fields: String = (0..pairs)
         .map(|i| format!(" p{i}: patron {{ id firstName lastName email phoneCell yearRegistered }} b{i}: book {{ id title author genre isbn13 yearPublished }}"))
         .collect();
     format!("subscription {{ checkout {{ id assetUpc userEmail{fields} }} }}")

@@ -59,6 +59,12 @@ impl WsTracker {
         self.going_away.clone()
     }
 
+    /// `WS_SEND_TIMEOUT`: how long any stream to a client (WebSocket or HTTP) may
+    /// wait for it to read.
+    pub(crate) fn send_timeout(&self) -> std::time::Duration {
+        self.limits.send_timeout
+    }
+
     /// How many are open.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
@@ -103,10 +109,10 @@ impl ConnectionFd {
 
     /// Shuts the socket down both ways, so actix stops trying to flush to it and
     /// the connection ends. Only for a connection known to be open, checked in the
-    /// same poll on its own worker thread (`session::still_open`): actix closes
-    /// the descriptor on that thread, so it cannot have been closed and reused
-    /// between the check and this call.
-    pub(super) fn cut_off(self) {
+    /// same poll on its own worker thread (`session::still_open`, the streaming
+    /// body's liveness): actix closes the descriptor on that thread, so it cannot
+    /// have been closed and reused between the check and this call.
+    pub(crate) fn cut_off(self) {
         use std::os::fd::FromRawFd;
         // SAFETY: the descriptor is open (see above) and stays owned by actix:
         // `ManuallyDrop` never closes it.
