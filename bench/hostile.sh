@@ -8,33 +8,19 @@
 # the gateway's peak RSS (target: under 100 MB).
 # Usage: bench/hostile.sh [DURATION_SECONDS=60] [BASE_SECONDS=15] [CONNECTIONS=16]
 # Real services from the test harness (MariaDB, its MongoDB-wire server, Kafka, keys).
-set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DURATION=${1:-60}
 BASE=${2:-15}
 CONNECTIONS=${3:-16}
 PORT=4101
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
-scripts/services.sh up mariadb mongo kafka keys >/dev/null
-set -a; . .services/env; set +a
+bench_services mariadb mongo kafka keys
 export MYSQL_DATABASE=central-library-bench MONGO_DATABASE=central-library-hostile
 cargo build -q --release -p gateway --bins
 ./target/release/seed --reset --checkouts 421 >/dev/null
 
-TOKEN=$(curl -fsS -XPOST "$DEV_KEY_SERVICE_URL/login" -H 'content-type: application/json' \
-  -d '{"username":"user3","password":"password3"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])')
+TOKEN=$(login user3 password3)
 export TOKEN
-
-GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/gateway.log" 2>&1 &
-GW=$!
-PIDS+=($GW)
-until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.01; done
+start_gateway $PORT gateway.log
 
 export QUERY='{ checkouts(next: 50) { id patron { firstName } book { title } } }'
 normal() { # seconds output

@@ -11,51 +11,20 @@
 # ROUNDS rounds, each right after the ceiling (the page's three round trips alone,
 # same connectors, no HTTP or GraphQL), and each round reports its share of that
 # ceiling; the summary line gives the medians.
-set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DURATION=${1:-10}
 CONNECTIONS=${2:-32}
 CHECKOUTS=${3:-421}
 ROUNDS=${4:-3}
 PORT=4100
-MONGO_PORT=27018
-CACHE=${CL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/central-library}
-SECANTUS_RS_VERSION=0.5.3-beta.196
-RS="$CACHE/secantus-mdb-$SECANTUS_RS_VERSION/bin/secantusd-rs"
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-command -v wrk >/dev/null || { apt-get install -y -qq wrk >/dev/null; }
-scripts/services.sh up mariadb kafka keys >/dev/null
-set -a; . .services/env; set +a
-if [[ ! -x $RS ]]; then
-  command -v cmake >/dev/null || apt-get install -y -qq cmake >/dev/null
-  echo "installing secantus-mdb $SECANTUS_RS_VERSION (about 4 minutes, once)"
-  CARGO_TARGET_DIR="$CACHE/build/secantus-mdb" cargo install secantus-mdb --version "$SECANTUS_RS_VERSION" \
-    --locked --ignore-rust-version --root "$CACHE/secantus-mdb-$SECANTUS_RS_VERSION" >"$CACHE/secantus-install.log" 2>&1
-fi
-(cd "$WORK" && exec "$RS" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: >"$WORK/mongo.log" 2>&1) &
-PIDS+=($!)
-for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$MONGO_PORT) 2>/dev/null && break; sleep 0.1; done
-
-export MONGO_URL="mongodb://127.0.0.1:$MONGO_PORT" MYSQL_DATABASE=central-library-bench MONGO_DATABASE=central-library-bench
+bench_services mariadb kafka keys
+fast_mongo 27018
+export MYSQL_DATABASE=central-library-bench MONGO_DATABASE=central-library-bench
 cargo build -q --release -p gateway --bins --example ceiling
 ./target/release/seed --reset --checkouts "$CHECKOUTS" >/dev/null
 
-TOKEN=$(curl -fsS -XPOST "$DEV_KEY_SERVICE_URL/login" -H 'content-type: application/json' \
-  -d '{"username":"user3","password":"password3"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])')
+TOKEN=$(login user3 password3)
 export TOKEN
-
-# Starts the gateway (log: $WORK/$1) into GW and waits until it is ready.
-start_gateway() {
-  GRAPHQL_SERVER_PORT=$PORT RUST_LOG=warn ./target/release/gateway >"$WORK/$1" 2>&1 &
-  GW=$!
-  PIDS+=($GW)
-  until curl -fs -o /dev/null "http://127.0.0.1:$PORT/health/ready"; do sleep 0.005; done
-}
 
 # Sends SIGTERM to GW and prints the milliseconds until it has exited.
 sigterm_ms() {
@@ -66,10 +35,9 @@ sigterm_ms() {
 }
 
 start_ns=$(date +%s%N)
-start_gateway gateway.log
+start_gateway $PORT gateway.log
 ready_ms=$(( ($(date +%s%N) - start_ns) / 1000000 ))
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$GW/stat"; }
 hz=$(getconf CLK_TCK)
 
 run() { # name query; sets RPS, P99, CPU_MS
@@ -80,10 +48,10 @@ run() { # name query; sets RPS, P99, CPU_MS
     -H "authorization: Bearer $TOKEN" -d "{\"query\":\"$query\"}" | grep -q '"errors"' \
     && { echo "$name: the query returns errors"; exit 1; }
   wrk -t2 -c"$CONNECTIONS" -d2s -s bench/graphql.lua "http://127.0.0.1:$PORT/graphql" >/dev/null
-  local before; before=$(cpu_ticks)
+  local before; before=$(cpu_ticks "$GW")
   wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s bench/graphql.lua \
     "http://127.0.0.1:$PORT/graphql" >"$WORK/$name.txt"
-  local after; after=$(cpu_ticks)
+  local after; after=$(cpu_ticks "$GW")
   local requests errors
   requests=$(awk '/requests in/ {print $1}' "$WORK/$name.txt")
   RPS=$(awk '/Requests\/sec/ {print $2}' "$WORK/$name.txt")
@@ -130,7 +98,7 @@ while ss -Htn state established state close-wait "( sport = :$PORT )" | grep -q 
 echo "idle SIGTERM-to-exit: $(sigterm_ms) ms"
 
 # Idle, but a client keeps a kept-alive connection open (as connection pools do).
-start_gateway gateway1.log
+start_gateway $PORT gateway1.log
 exec 3<>"/dev/tcp/127.0.0.1/$PORT"
 printf 'GET /health/live HTTP/1.1\r\nHost: bench\r\n\r\n' >&3
 read -r status_line <&3
@@ -138,7 +106,7 @@ echo "idle SIGTERM-to-exit, one kept-alive connection open: $(sigterm_ms) ms (${
 exec 3<&-
 
 # Under load: SIGTERM while wrk runs; in-flight requests must still complete.
-start_gateway gateway2.log
+start_gateway $PORT gateway2.log
 export QUERY='{ checkouts(next: 50) { id patron { firstName } book { title } } }'
 wrk -t2 -c"$CONNECTIONS" -d6s -s bench/graphql.lua "http://127.0.0.1:$PORT/graphql" >"$WORK/stop.txt" 2>&1 &
 WRK=$!

@@ -6,41 +6,23 @@
 # Usage: bench/subscribers.sh [N=1000] [M=20] [IDLE=10000]
 # Prints delivered/expected and p50/p99/max mutation-to-delivery per case, and the
 # KiB of RSS per idle subscriber. Real services from scripts/services.sh.
-set -euo pipefail
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N=${1:-1000}
 M=${2:-20}
 IDLE=${3:-10000}
 PORT_A=4110
 PORT_B=4111
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-scripts/services.sh up >/dev/null
-set -a; . .services/env; set +a
+bench_services
 export MYSQL_DATABASE=central-library-bench MONGO_DATABASE=central-library-bench
 cargo build -q --release -p gateway --bins --example subscribers
 ./target/release/seed --reset >/dev/null
 
-login() {
-  curl -fsS -XPOST "$DEV_KEY_SERVICE_URL/login" -H 'content-type: application/json' \
-    -d "{\"username\":\"$1\",\"password\":\"$2\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"])'
-}
 export USER_TOKEN LIBRARIAN_TOKEN UPC=9000000020
 USER_TOKEN=$(login user3 password3)
 LIBRARIAN_TOKEN=$(login user2 password2)
 # One user opens every socket here.
 export WS_MAX_SOCKETS_PER_USER=100000 WS_MAX_SOCKETS=100000
 
-start_gateway() { # port log; sets GW
-  GRAPHQL_SERVER_PORT=$1 RUST_LOG=warn ./target/release/gateway >"$WORK/$2" 2>&1 &
-  GW=$!
-  PIDS+=("$GW")
-  until curl -fs -o /dev/null "http://127.0.0.1:$1/health/ready"; do sleep 0.01; done
-}
 lease_held() { curl -fsS "http://127.0.0.1:$1/metrics" | grep -q '^outbox_relay_lease_held 1'; }
 
 start_gateway $PORT_A a.log; A=$GW
