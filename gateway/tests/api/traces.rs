@@ -154,10 +154,12 @@ async fn a_mutation_and_its_delivery_on_another_instance_are_one_trace() {
     let token = owner.token("user1").await;
     let upc = "9000000016";
 
+    // The subscriber's own trace travels in its connection_init payload.
+    const SUBSCRIBER: &str = "2bf92f3577b34da6a3ce929d0e0e4731";
     let mut ws = acknowledged_port(
         reader.port,
         "graphql-transport-ws",
-        json!({ "authToken": token }),
+        json!({ "authToken": token, "traceparent": traceparent(SUBSCRIBER) }),
     )
     .await;
     let subscription = "subscription Watch { checkout { id eventId patron { firstName } } }";
@@ -191,6 +193,17 @@ async fn a_mutation_and_its_delivery_on_another_instance_are_one_trace() {
         post(&writer.base, &token, &parent, back, json!({"u": upc})).await;
     }
     let seen = seen.expect("an event reached the subscriber");
+    let subscribed = receiver
+        .trace(SUBSCRIBER, Duration::from_secs(20), |spans| {
+            !named(spans, "subscription Watch").is_empty()
+        })
+        .await;
+    let watch = one(&subscribed, "subscription Watch");
+    assert_eq!(
+        watch.parent, CALLER_SPAN,
+        "connection_init's trace is continued"
+    );
+    assert_eq!(watch.service, "gateway-reader");
 
     let spans = receiver
         .trace(TRACE, Duration::from_secs(20), |spans| {
