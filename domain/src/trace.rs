@@ -14,6 +14,16 @@ pub struct TraceContext {
     pub tracestate: String,
 }
 
+/// The `tracing` target of spans that exist only for traces (publications,
+/// deliveries, data-source calls): the gateway's log layer never enables it, so
+/// without traces such a span costs a disabled call site.
+pub const SPAN_TARGET: &str = "otel";
+
+/// Joins a span to the trace `context` names and returns the span's own context,
+/// to send on in its place. The gateway, which owns OpenTelemetry, provides it;
+/// connectors that make spans take it as a setting.
+pub type Joiner = fn(&tracing::Span, &TraceContext) -> Option<TraceContext>;
+
 /// The header (and column) names.
 pub const TRACEPARENT: &str = "traceparent";
 /// See [`TRACEPARENT`].

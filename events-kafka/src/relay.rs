@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use domain::trace::Joiner;
 use domain::{EventKind, Lease, Outbox, OutboxBacklog, OutboxEvent};
 use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
@@ -55,6 +56,11 @@ pub struct RelayConfig {
     /// (MySQL has no notifications) waits for this poll, so it bounds the
     /// cross-instance delivery latency. One indexed read of an empty range each.
     pub poll: Duration,
+    /// With traces on: each publication of an event that carries a trace context
+    /// is a producer span in that trace, and the span's context is what the Kafka
+    /// headers carry on (so deliveries are its children). Without, the row's
+    /// context is sent as it is.
+    pub trace: Option<Joiner>,
 }
 
 impl Default for RelayConfig {
@@ -65,6 +71,7 @@ impl Default for RelayConfig {
             housekeeping_every: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(5),
             poll: Duration::from_millis(10),
+            trace: None,
         }
     }
 }
@@ -294,14 +301,25 @@ impl Relay {
             // of real time by a millisecond per event past 1,000 events/s.
             let stamp = clock.next();
             let mut pending = Vec::with_capacity(wave.len());
+            // Each ends once its event is acknowledged (or given up).
+            let mut spans = Vec::new();
             for event in &wave {
+                let trace = match (self.config.trace, &event.trace) {
+                    (Some(join), Some(context)) => {
+                        let span = publish_span(event);
+                        let sent = join(&span, context).or_else(|| event.trace.clone());
+                        spans.push(span);
+                        sent
+                    }
+                    _ => event.trace.clone(),
+                };
                 match self.producer.enqueue(
                     &event.topic,
                     &event.key,
                     &event.event_id,
                     &event.payload,
                     stamp,
-                    event.trace.as_ref(),
+                    trace.as_ref(),
                 ) {
                     Ok(p) => pending.push(p),
                     Err(e) => {
@@ -327,6 +345,7 @@ impl Relay {
                     }
                 }
             }
+            drop(spans);
             if failure.is_some() {
                 break;
             }
@@ -481,6 +500,21 @@ impl shutdown::Closeable for OutboxRelay {
         self.outbox.release_lease().await;
         Ok(())
     }
+}
+
+/// The producer span of one event's publication (`messaging.*` attributes).
+fn publish_span(event: &OutboxEvent) -> tracing::Span {
+    tracing::info_span!(
+        target: domain::trace::SPAN_TARGET,
+        parent: None,
+        "publish",
+        otel.name = %format_args!("publish {}", event.topic),
+        otel.kind = "producer",
+        messaging.system = "kafka",
+        messaging.operation.type = "send",
+        messaging.destination.name = %event.topic,
+        messaging.message.id = %event.event_id,
+    )
 }
 
 #[cfg(test)]

@@ -414,10 +414,14 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
             .await
             .context("starting the Kafka consumer")?,
     );
+    let mut relay_config = services.relay.clone();
+    // Each publication a span in its mutation's trace (deliveries its children).
+    relay_config.trace =
+        crate::telemetry::enabled().then_some(crate::telemetry::child_of as domain::trace::Joiner);
     let relay = Arc::new(OutboxRelay::spawn(
         Arc::clone(&mysql) as Arc<dyn Outbox>,
         Arc::clone(&producer),
-        services.relay.clone(),
+        relay_config,
     ));
     let kicker = relay.kicker();
     let url = settings

@@ -27,7 +27,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// The target of spans that exist only for traces.
-pub const TARGET: &str = "otel";
+pub const TARGET: &str = domain::trace::SPAN_TARGET;
 
 /// The service name when `OTEL_SERVICE_NAME` is unset.
 const SERVICE_NAME: &str = "central-library-gateway";
@@ -211,6 +211,13 @@ pub fn w3c(span: &tracing::Span) -> Option<TraceContext> {
     let mut carrier = W3cCarrier::default();
     TraceContextPropagator::new().inject_context(&context, &mut carrier);
     TraceContext::parse(&carrier.traceparent, &carrier.tracestate)
+}
+
+/// [`domain::trace::Joiner`]: `span` becomes a child of `trace`; its own context
+/// is what travels on.
+pub fn child_of(span: &tracing::Span, trace: &TraceContext) -> Option<TraceContext> {
+    join(span, Some(trace), true);
+    w3c(span)
 }
 
 /// Makes `span` part of the trace `trace` names: its child (a live delivery), or

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use testkit::SqlServer;
 
-use crate::helpers::{real_settings, seed, TestApp};
+use crate::helpers::{real_settings, seed, Databases, TestApp};
 use crate::process::Process;
 use crate::subscriptions::{acknowledged, next, send, Ws};
 
@@ -120,7 +120,10 @@ async fn a_holder_killed_mid_burst_loses_reorders_and_duplicates_nothing(server:
     let client = reqwest::Client::new();
     let mut a = Process::start(server, &mysql.database, &mongo.database, &[]);
     until_lease(&client, &a.base, true, Duration::from_secs(20)).await;
-    let b = TestApp::start(settings, Some(server), Some((mysql, mongo))).await;
+    let databases = Databases {
+        configs: (mysql, mongo),
+    };
+    let b = TestApp::start(settings, Some(server), Some(databases)).await;
 
     // This run's patron and copies, which no other case uses (every real-services
     // app shares the topics, and a copy's events are ordered by copy): one to see

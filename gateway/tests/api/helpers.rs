@@ -17,14 +17,29 @@ pub struct TestApp {
     pub real: bool,
     /// The SQL server of a real-services app.
     pub server: Option<SqlServer>,
-    cleanup: Option<(MysqlConfig, MongoConfig)>,
+    cleanup: Option<Databases>,
 }
 
-impl Drop for TestApp {
+/// Fresh MySQL and MongoDB databases with the demo data, on the harness's
+/// services; dropped when this is.
+pub struct Databases {
+    pub configs: (MysqlConfig, MongoConfig),
+}
+
+impl Databases {
+    /// New databases on `server`, seeded.
+    pub async fn seeded(server: SqlServer) -> Self {
+        let (_, mysql, mongo) = real_settings(server);
+        seed(&mysql, &mongo).await;
+        Databases {
+            configs: (mysql, mongo),
+        }
+    }
+}
+
+impl Drop for Databases {
     fn drop(&mut self) {
-        let Some((mysql, mongo)) = self.cleanup.take() else {
-            return;
-        };
+        let (mysql, mongo) = self.configs.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -105,7 +120,10 @@ impl TestApp {
         let (mut settings, mysql, mongo) = real_settings(server);
         tweak(&mut settings);
         seed(&mysql, &mongo).await;
-        Self::start(settings, Some(server), Some((mysql, mongo))).await
+        let databases = Databases {
+            configs: (mysql, mongo),
+        };
+        Self::start(settings, Some(server), Some(databases)).await
     }
 
     /// A second instance on `other`'s databases (no seeding, no clean-up: `other`
@@ -124,7 +142,7 @@ impl TestApp {
 
     /// The fresh MySQL and MongoDB databases of a real-services app.
     pub fn databases(&self) -> Option<&(MysqlConfig, MongoConfig)> {
-        self.cleanup.as_ref()
+        self.cleanup.as_ref().map(|d| &d.configs)
     }
 
     /// The demo copy a case should use in place of `upc`. Every real-services app
@@ -147,7 +165,7 @@ impl TestApp {
     pub async fn start(
         settings: Settings,
         server: Option<SqlServer>,
-        cleanup: Option<(MysqlConfig, MongoConfig)>,
+        cleanup: Option<Databases>,
     ) -> Self {
         let app = Application::build(settings).await.expect("build");
         let port = app.port();
@@ -178,25 +196,7 @@ impl TestApp {
             assert_eq!(r.status(), 200);
             return r.text().await.unwrap();
         }
-        let password = match username {
-            "user1" => "password1",
-            "user2" => "password2",
-            "user3" => "password3",
-            _ => "password",
-        };
-        let url = format!("{}/login", testkit::services().var("DEV_KEY_SERVICE_URL"));
-        let r = self
-            .client
-            .post(url)
-            .json(&json!({"username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["data"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        dev_login(&self.client, username).await
     }
 
     /// POSTs a GraphQL request; returns (status, body).
@@ -281,4 +281,26 @@ macro_rules! contract {
             }
         }
     };
+}
+
+/// A token for a SPEC dev user from the harness's dev key service (`/login`).
+pub async fn dev_login(client: &reqwest::Client, username: &str) -> String {
+    let password = match username {
+        "user1" => "password1",
+        "user2" => "password2",
+        "user3" => "password3",
+        _ => "password",
+    };
+    let url = format!("{}/login", testkit::services().var("DEV_KEY_SERVICE_URL"));
+    let r = client
+        .post(url)
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["data"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use testkit::SqlServer;
 
-use crate::helpers::TestApp;
+use crate::helpers::{dev_login, Databases};
 use crate::otlp::{Receiver, Span};
 use crate::process::Process;
 use crate::subscriptions::{acknowledged_port, next, send};
@@ -19,9 +19,10 @@ fn traceparent(trace_id: &str) -> String {
     format!("00-{trace_id}-{CALLER_SPAN}-01")
 }
 
-/// The binary on `owner`'s databases, exporting to `receiver` as `service`.
-fn traced(owner: &TestApp, receiver: &Receiver, service: &str) -> Process {
-    let (mysql, mongo) = owner.databases().expect("real services").clone();
+/// The binary on `databases`, exporting to `receiver` as `service`. Only such
+/// instances run on them, so the outbox relay's lease holder is traced too.
+fn traced(databases: &Databases, receiver: &Receiver, service: &str) -> Process {
+    let (mysql, mongo) = &databases.configs;
     Process::start(
         SqlServer::MariaDb,
         &mysql.database,
@@ -82,10 +83,10 @@ fn db_calls<'a>(spans: &'a [Span], system: &str) -> Vec<&'a Span> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_is_one_trace_with_its_mysql_and_mongodb_calls() {
-    let owner = TestApp::real(SqlServer::MariaDb).await;
+    let databases = Databases::seeded(SqlServer::MariaDb).await;
     let receiver = Receiver::start();
-    let gateway = traced(&owner, &receiver, "gateway-a");
-    let token = owner.token("user1").await;
+    let gateway = traced(&databases, &receiver, "gateway-a");
+    let token = dev_login(&reqwest::Client::new(), "user1").await;
     // The page's patrons and books are fetched ahead for the whole list; their
     // histories through a loader, on a task of its own.
     let query = "query Page { checkouts(next: 5) { id patron { firstName checkOuts { id } } book { title } } }";
@@ -147,11 +148,11 @@ async fn a_query_is_one_trace_with_its_mysql_and_mongodb_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mutation_and_its_delivery_on_another_instance_are_one_trace() {
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
-    let owner = TestApp::real(SqlServer::MariaDb).await;
+    let databases = Databases::seeded(SqlServer::MariaDb).await;
     let receiver = Receiver::start();
-    let writer = traced(&owner, &receiver, "gateway-writer");
-    let reader = traced(&owner, &receiver, "gateway-reader");
-    let token = owner.token("user1").await;
+    let writer = traced(&databases, &receiver, "gateway-writer");
+    let reader = traced(&databases, &receiver, "gateway-reader");
+    let token = dev_login(&reqwest::Client::new(), "user1").await;
     let upc = "9000000016";
 
     // The subscriber's own trace travels in its connection_init payload.
@@ -207,24 +208,31 @@ async fn a_mutation_and_its_delivery_on_another_instance_are_one_trace() {
 
     let spans = receiver
         .trace(TRACE, Duration::from_secs(20), |spans| {
-            !named(spans, "deliver checkout").is_empty() && !named(spans, "load patrons").is_empty()
+            !named(spans, "deliver checkout").is_empty()
+                && !named(spans, "load patrons").is_empty()
+                && !named(spans, "publish checkout").is_empty()
         })
         .await;
     let delivery = named(&spans, "deliver checkout")[0];
     assert_eq!(delivery.service, "gateway-reader");
     assert_eq!(delivery.attributes["messaging.system"], "kafka");
-    // Its parent is the mutation's operation span, on the other instance, whose
-    // parent is the server span that continued the caller's trace.
-    let mutation = spans
-        .iter()
-        .find(|s| s.span_id == delivery.parent)
-        .unwrap_or_else(|| panic!("the delivery's parent is not in the trace: {spans:#?}"));
+    // Its parent is the event's publication (by whichever instance holds the
+    // relay's lease), whose parent is the mutation's operation span, on the
+    // other instance, whose parent is the server span that continued the
+    // caller's trace.
+    let parent_of = |span: &Span| {
+        spans
+            .iter()
+            .find(|s| s.span_id == span.parent)
+            .unwrap_or_else(|| panic!("{span:?}'s parent is not in the trace: {spans:#?}"))
+    };
+    let publish = parent_of(delivery);
+    assert_eq!(publish.name, "publish checkout");
+    assert_eq!(publish.attributes["messaging.system"], "kafka");
+    let mutation = parent_of(publish);
     assert_eq!(mutation.name, "mutation Borrow");
     assert_eq!(mutation.service, "gateway-writer");
-    let server = spans
-        .iter()
-        .find(|s| s.span_id == mutation.parent)
-        .expect("the mutation's server span");
+    let server = parent_of(mutation);
     assert_eq!(server.parent, CALLER_SPAN);
     // The delivery's own patron load is its child, on the reader.
     let load = named(&spans, "load patrons")
@@ -277,11 +285,11 @@ async fn a_mutation_and_its_delivery_on_another_instance_are_one_trace() {
     assert_ne!(replay.trace_id, LATER, "linked, not a child");
     let later_spans = receiver
         .trace(LATER, Duration::from_secs(20), |spans| {
-            !named(spans, "mutation Borrow").is_empty()
+            !named(spans, "publish checkout").is_empty()
         })
         .await;
-    let later_mutation = named(&later_spans, "mutation Borrow")[0];
+    let later_publish = named(&later_spans, "publish checkout")[0];
     assert!(replay
         .links
-        .contains(&(LATER.to_string(), later_mutation.span_id.clone())));
+        .contains(&(LATER.to_string(), later_publish.span_id.clone())));
 }
