@@ -111,7 +111,7 @@ impl Pipeline {
     /// The operation `request` would run, parsed once (from the cache when it can),
     /// `None` when the document does not parse or names no operation it holds.
     pub fn operation_type(&self, request: &mut Request) -> Option<OperationType> {
-        self.persisted.resolve(request).ok()?;
+        self.resolve_persisted(request, false).ok()?;
         self.documents.prepare(request);
         operations::selected(request).map(|(ty, _)| ty)
     }
@@ -245,14 +245,7 @@ impl Pipeline {
     /// its persisted query resolved, its document parsed once, its metric label
     /// chosen, the alias limit.
     fn admit(&self, mut request: Request) -> Result<(Request, Ran), Box<Refused>> {
-        let persisted = self.persisted.resolve(&mut request);
-        match &persisted {
-            Ok(Persisted::Hit) => self.metrics.observe_persisted("hit"),
-            Ok(Persisted::Registered) => self.metrics.observe_persisted("registered"),
-            Err(PersistedError::NotFound) => self.metrics.observe_persisted("miss"),
-            Ok(Persisted::NotAsked) | Err(_) => {}
-        }
-        if let Err(e) = persisted {
+        if let Err(e) = self.resolve_persisted(&mut request, true) {
             return Err(Box::new(Refused {
                 response: persisted_error(&e),
                 failure: (e != PersistedError::NotFound).then_some(Failure::Request),
@@ -276,6 +269,29 @@ impl Pipeline {
             }));
         }
         Ok((request, ran))
+    }
+
+    /// The request's persisted query resolved (see `PersistedQueries::resolve`),
+    /// counted once: a resolved request no longer carries the extension, so the
+    /// transports that look at the operation before `admit` do not count it twice;
+    /// a miss, which keeps it, is counted by `admit` alone.
+    fn resolve_persisted(
+        &self,
+        request: &mut Request,
+        admitting: bool,
+    ) -> Result<(), PersistedError> {
+        let resolved = self.persisted.resolve(request);
+        match &resolved {
+            Ok(Persisted::NotAsked) => return Ok(()),
+            Ok(Persisted::Hit) => self.metrics.observe_persisted("hit"),
+            Ok(Persisted::Registered) => self.metrics.observe_persisted("registered"),
+            Err(PersistedError::NotFound) if admitting => self.metrics.observe_persisted("miss"),
+            Err(_) => {}
+        }
+        if resolved.is_ok() {
+            request.extensions.0.remove("persistedQuery");
+        }
+        resolved.map(|_| ())
     }
 
     /// The error policy for a response of the operation `ran`.

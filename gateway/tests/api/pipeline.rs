@@ -282,6 +282,13 @@ async fn automatic_persisted_queries(app: &TestApp) {
         405,
         "a GET never runs a mutation, stored or not"
     );
+    // Operators see the hits and misses: one miss, two stored, two found by hash
+    // (the mismatch is neither).
+    let metrics = app.metrics().await;
+    for (result, n) in [("miss", 1), ("registered", 2), ("hit", 2)] {
+        let line = format!("graphql_persisted_queries_total{{result=\"{result}\"}} {n}\n");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
 }
 contract!(automatic_persisted_queries);
 
