@@ -531,3 +531,37 @@ fn wide_subscription(pairs: usize) -> String {
         .collect();
     format!("subscription {{ checkout {{ id assetUpc userEmail{fields} }} }}")
 }
+
+/// `graphql_subscriptions_active` counts running subscriptions per transport:
+/// up when one starts, down when its client completes it.
+#[tokio::test]
+async fn subscriptions_are_counted_per_transport() {
+    let app = TestApp::embedded().await;
+    let until = |line: &'static str| {
+        let app = &app;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !app.metrics().await.contains(line) {
+                assert!(
+                    Instant::now() < deadline,
+                    "no {line:?} in {}",
+                    app.metrics().await
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut ws = authed(&app, MODERN, "user1").await;
+    send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": CHECKOUTS}}),
+    )
+    .await;
+    until("graphql_subscriptions_active{transport=\"graphql-transport-ws\"} 1\n").await;
+    assert!(app
+        .metrics()
+        .await
+        .contains("graphql_subscriptions_active{transport=\"sse\"} 0\n"));
+    send(&mut ws, json!({"id": "1", "type": "complete"})).await;
+    until("graphql_subscriptions_active{transport=\"graphql-transport-ws\"} 0\n").await;
+}
