@@ -24,6 +24,11 @@ pub struct KafkaConfig {
     pub fetch_wait: Duration,
     /// Resumes (`after`) reading the log at once; more wait their turn (4).
     pub replay_concurrency: usize,
+    /// The longest the live consumer holds an event for the rest of its wave, the
+    /// wave before, or its copy's previous event (500 ms), and a resume waits for
+    /// the rest of a wave it read in part: only when a relay died mid-wave or
+    /// events were lost, as waves normally arrive within milliseconds.
+    pub order_hold: Duration,
     /// Messages one resume may read before it is refused (10,000): the events
     /// are held in memory until the subscriber has them.
     pub replay_max_events: usize,
@@ -39,6 +44,7 @@ impl KafkaConfig {
             call_timeout: Duration::from_secs(5),
             metadata_refresh: Duration::from_secs(5),
             fetch_wait: Duration::from_millis(10),
+            order_hold: Duration::from_millis(500),
             replay_concurrency: 4,
             replay_max_events: 10_000,
         }

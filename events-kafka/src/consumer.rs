@@ -24,14 +24,13 @@ use tokio_util::sync::CancellationToken;
 use crate::delivered::{decode, in_publication_order, Delivered};
 use crate::order::CopyOrder;
 use crate::replay::CLOCK_SLACK;
+use crate::sequence::WaveOrder;
 use crate::{Error, KafkaConfig};
 
 /// Subscribers this far behind are cut off (they get `Lagged`).
 const FANOUT_CAPACITY: usize = 1024;
 /// How many recent event ids are remembered for de-duplication.
 const DEDUP_WINDOW: usize = 10_000;
-/// The longest an event waits for its copy's previous event (see `order`).
-const MAX_HOLD: Duration = Duration::from_millis(500);
 
 /// The process's consumer and its fan-out.
 pub struct EventHub {
@@ -155,7 +154,12 @@ impl EventHub {
 
         let (sender, _) = broadcast::channel(FANOUT_CAPACITY);
         let stop = CancellationToken::new();
-        let consuming = tokio::spawn(run(Arc::clone(&consumer), sender.clone(), stop.clone()));
+        let consuming = tokio::spawn(run(
+            Arc::clone(&consumer),
+            sender.clone(),
+            stop.clone(),
+            config.order_hold,
+        ));
         let watching = tokio::spawn(watch(assignment, Arc::clone(&status), stop.clone()));
         Ok(EventHub {
             sender,
@@ -335,18 +339,20 @@ async fn run(
     consumer: Arc<Consumed>,
     sender: broadcast::Sender<Arc<Delivered>>,
     stop: CancellationToken,
+    hold: Duration,
 ) {
     let mut seen: VecDeque<String> = VecDeque::new();
     let mut seen_set: HashSet<String> = HashSet::new();
-    let mut order = CopyOrder::new(MAX_HOLD);
+    let mut order = Ordered {
+        waves: WaveOrder::new(hold),
+        copies: CopyOrder::new(hold),
+        sender,
+    };
     loop {
-        let due = order.next_due();
         let message = tokio::select! {
             () = stop.cancelled() => return,
-            () = sleep_until(due) => {
-                for d in order.expired(Instant::now()) {
-                    let _ = sender.send(Arc::new(d));
-                }
+            () = sleep_until(order.next_due()) => {
+                order.expired(Instant::now());
                 continue;
             }
             m = consumer.recv() => m,
@@ -376,10 +382,49 @@ async fn run(
                     }
                 }
             }
-            // No subscriber is fine: live events are not stored here.
-            for d in order.admit(delivered, Instant::now()) {
-                let _ = sender.send(Arc::new(d));
-            }
+            order.admit(delivered, Instant::now());
+        }
+    }
+}
+
+/// The two ordering stages between the consumer and the subscribers.
+struct Ordered {
+    waves: WaveOrder,
+    copies: CopyOrder,
+    sender: broadcast::Sender<Arc<Delivered>>,
+}
+
+impl Ordered {
+    fn admit(&mut self, d: Delivered, now: Instant) {
+        for d in self.waves.admit(d, now) {
+            self.pass(d, now);
+        }
+    }
+
+    fn expired(&mut self, now: Instant) {
+        for d in self.waves.expired(now) {
+            self.pass(d, now);
+        }
+        for d in self.copies.expired(now) {
+            self.send(d);
+        }
+    }
+
+    fn pass(&mut self, d: Delivered, now: Instant) {
+        for d in self.copies.admit(d, now) {
+            self.send(d);
+        }
+    }
+
+    fn send(&self, d: Delivered) {
+        // No subscriber is fine: live events are not stored here.
+        let _ = self.sender.send(Arc::new(d));
+    }
+
+    fn next_due(&self) -> Option<Instant> {
+        match (self.waves.next_due(), self.copies.next_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 }

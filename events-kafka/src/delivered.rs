@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use domain::{CheckoutEvent, EventKind, TraceContext};
 use rdkafka::message::{Headers, Message};
 
-use crate::EVENT_ID_HEADER;
+use crate::{EVENT_ID_HEADER, PREVIOUS_WAVE_HEADER, WAVE_SEQUENCE_HEADER, WAVE_SIZE_HEADER};
 
 /// One event as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +26,36 @@ pub struct Delivered {
     pub timestamp_ms: i64,
     /// The trace context of the mutation that caused it (its W3C headers).
     pub trace: Option<TraceContext>,
+    /// Its wave in the relay's sequence; `None` from other producers.
+    pub wave: Option<Wave>,
+}
+
+/// Where an event sits in the relay's sequence (headers `wave-sequence`,
+/// `wave-size` and `previous-wave`). The relay publishes in waves, one timestamp
+/// each, a wave only once the one before is acknowledged; the consumer fetches
+/// partitions independently, so without these a wave can arrive split and
+/// interleaved with the next. With them the hub hands each wave out whole, after
+/// the one before it, in publication order (`sequence`): the order a resume
+/// replays in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wave {
+    /// Whose waves: one outbox's, whichever instance relays it (deployments that
+    /// share the topics have their own).
+    pub sequence: String,
+    /// The timestamp of the last wave published before this one (0: none known).
+    pub previous_ms: i64,
+    /// How many events this wave has, on every topic and partition.
+    pub size: u32,
+}
+
+/// Events waited for at most per wave: a forged size cannot make a wave hoard.
+const MAX_WAVE: usize = 10_000;
+
+impl Wave {
+    /// How many events make it whole.
+    pub(crate) fn expected(&self) -> usize {
+        (self.size as usize).clamp(1, MAX_WAVE)
+    }
 }
 
 impl Delivered {
@@ -70,6 +100,18 @@ pub(crate) fn decode(message: &impl Message) -> Option<Delivered> {
             header(domain::trace::TRACESTATE).unwrap_or_default(),
         )
     });
+    let wave = match (
+        header(WAVE_SEQUENCE_HEADER),
+        header(WAVE_SIZE_HEADER).and_then(|v| v.parse().ok()),
+        header(PREVIOUS_WAVE_HEADER).and_then(|v| v.parse().ok()),
+    ) {
+        (Some(sequence), Some(size), Some(previous_ms)) => Some(Wave {
+            sequence: sequence.to_string(),
+            previous_ms,
+            size,
+        }),
+        _ => None,
+    };
     Some(Delivered {
         event_id,
         kind,
@@ -78,6 +120,7 @@ pub(crate) fn decode(message: &impl Message) -> Option<Delivered> {
         offset: message.offset(),
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
         trace,
+        wave,
     })
 }
 
@@ -131,6 +174,7 @@ pub(crate) mod tests {
             offset,
             timestamp_ms: ts,
             trace: None,
+            wave: None,
         }
     }
 

@@ -203,6 +203,7 @@ mod tests {
             offset: 0,
             timestamp_ms: 0,
             trace: None,
+            wave: None,
         }
     }
 

@@ -8,7 +8,10 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer, PurgeConfig};
 use rdkafka::ClientConfig;
 
-use crate::{Error, KafkaConfig, EVENT_ID_HEADER};
+use crate::{
+    Error, KafkaConfig, Wave, EVENT_ID_HEADER, PREVIOUS_WAVE_HEADER, WAVE_SEQUENCE_HEADER,
+    WAVE_SIZE_HEADER,
+};
 
 /// Idempotent (no duplicates from producer retries), acks=all, ordered per key.
 pub struct EventProducer {
@@ -49,15 +52,17 @@ impl EventProducer {
         payload: &str,
         timestamp_ms: i64,
     ) -> Result<(i32, i64), Error> {
-        self.enqueue(topic, key, event_id, payload, timestamp_ms, None)?
+        self.enqueue(topic, key, event_id, payload, timestamp_ms, None, None)?
             .acknowledged()
             .await
     }
 
     /// Queues one event for publication and returns at once; several queued events
     /// travel together (pipelined), and the idempotent producer keeps their order
-    /// per partition. Fails at once when librdkafka's queue is full. `trace`, the
-    /// context of the mutation that caused it, travels as W3C headers.
+    /// per partition. Fails at once when librdkafka's queue is full. `wave`, its
+    /// place in the relay's sequence, and `trace`, the context of the mutation that
+    /// caused it, travel as headers.
+    #[allow(clippy::too_many_arguments)] // one per part of the message
     pub fn enqueue(
         &self,
         topic: &str,
@@ -65,12 +70,28 @@ impl EventProducer {
         event_id: &str,
         payload: &str,
         timestamp_ms: i64,
+        wave: Option<&Wave>,
         trace: Option<&TraceContext>,
     ) -> Result<Pending, Error> {
         let mut headers = OwnedHeaders::new().insert(Header {
             key: EVENT_ID_HEADER,
             value: Some(event_id),
         });
+        if let Some(wave) = wave {
+            headers = headers
+                .insert(Header {
+                    key: WAVE_SEQUENCE_HEADER,
+                    value: Some(&wave.sequence),
+                })
+                .insert(Header {
+                    key: WAVE_SIZE_HEADER,
+                    value: Some(&wave.size.to_string()),
+                })
+                .insert(Header {
+                    key: PREVIOUS_WAVE_HEADER,
+                    value: Some(&wave.previous_ms.to_string()),
+                });
+        }
         if let Some(trace) = trace {
             headers = headers.insert(Header {
                 key: domain::trace::TRACEPARENT,

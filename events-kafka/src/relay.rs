@@ -26,7 +26,7 @@ use tokio::sync::{Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::{EventProducer, Pending};
+use crate::{EventProducer, Pending, Wave};
 
 /// Events fetched per round: with waves, a round costs a few broker round trips
 /// whatever its size, so it is large.
@@ -61,6 +61,10 @@ pub struct RelayConfig {
     /// headers carry on (so deliveries are its children). Without, the row's
     /// context is sent as it is.
     pub trace: Option<Joiner>,
+    /// The name of this outbox's sequence of waves (`Wave`), the same on every
+    /// instance relaying it and different from other outboxes publishing to the
+    /// same topics ("outbox"; the gateway names its MySQL database).
+    pub sequence: String,
 }
 
 impl Default for RelayConfig {
@@ -72,6 +76,7 @@ impl Default for RelayConfig {
             drain_timeout: Duration::from_secs(5),
             poll: Duration::from_millis(10),
             trace: None,
+            sequence: "outbox".into(),
         }
     }
 }
@@ -300,6 +305,12 @@ impl Relay {
             // the waves need an order; a stamp per event would run the clock ahead
             // of real time by a millisecond per event past 1,000 events/s.
             let stamp = clock.next();
+            let place = Wave {
+                sequence: self.config.sequence.clone(),
+                previous_ms: clock.published_ms,
+                size: u32::try_from(wave.len()).unwrap_or(u32::MAX),
+            };
+            let acknowledged_before = sent.len();
             let mut pending = Vec::with_capacity(wave.len());
             // Each ends once its event is acknowledged (or given up).
             let mut spans = Vec::new();
@@ -319,6 +330,7 @@ impl Relay {
                     &event.event_id,
                     &event.payload,
                     stamp,
+                    Some(&place),
                     trace.as_ref(),
                 ) {
                     Ok(p) => pending.push(p),
@@ -346,6 +358,9 @@ impl Relay {
                 }
             }
             drop(spans);
+            if sent.len() > acknowledged_before {
+                clock.published_ms = stamp;
+            }
             if failure.is_some() {
                 break;
             }
@@ -446,6 +461,8 @@ impl Relay {
 #[derive(Default)]
 struct PublishClock {
     last_ms: i64,
+    /// The newest wave on the topics: the one the next wave follows (`Wave`).
+    published_ms: i64,
     /// Continued from the topics since the lease was taken.
     synced: bool,
 }
@@ -459,6 +476,7 @@ impl PublishClock {
 
     fn continue_after(&mut self, latest_ms: i64) {
         self.last_ms = self.last_ms.max(latest_ms);
+        self.published_ms = self.published_ms.max(latest_ms);
         self.synced = true;
     }
 }

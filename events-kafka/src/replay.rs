@@ -225,12 +225,12 @@ fn read_log(
     let consumer = log_reader(config).map_err(ReplayError::Kafka)?;
 
     // Where each partition ends now, and where the search starts in it.
-    let mut covered = HashMap::new();
+    let mut ends = HashMap::new();
     let mut by_time = TopicPartitionList::new();
     for (kind, partition, low, high) in
         partitions(&consumer, kinds, timeout).map_err(ReplayError::Kafka)?
     {
-        covered.insert((kind, partition), high);
+        ends.insert((kind, partition), high);
         if high > low {
             by_time
                 .add_partition_offset(kind.topic(), partition, Offset::Offset(since_ms))
@@ -240,22 +240,30 @@ fn read_log(
     let starts = consumer
         .offsets_for_times(by_time, timeout)
         .map_err(kafka)?;
-    // The partitions still being read; each ends at its `covered` offset.
-    let mut assignment = TopicPartitionList::new();
-    let mut pending = HashSet::new();
+    let mut start_of = HashMap::new();
     for e in starts.elements() {
-        let Some(kind) = EventKind::from_topic(e.topic()) else {
-            continue;
-        };
-        let end = covered.get(&(kind, e.partition())).copied().unwrap_or(0);
-        if let Offset::Offset(start) = e.offset() {
-            if start < end {
-                assignment
-                    .add_partition_offset(e.topic(), e.partition(), Offset::Offset(start))
-                    .map_err(kafka)?;
-                pending.insert((kind, e.partition()));
-            }
+        if let (Some(kind), Offset::Offset(start)) = (EventKind::from_topic(e.topic()), e.offset())
+        {
+            start_of.insert((kind, e.partition()), start);
         }
+    }
+    // Every partition is read: from where the search starts, or else from its end
+    // (the rest of a wave read in part may land there). The partitions still being
+    // read to their end:
+    let mut pending = HashSet::new();
+    let mut assignment = TopicPartitionList::new();
+    for (&(kind, partition), &end) in &ends {
+        let start = start_of.get(&(kind, partition)).copied();
+        let from = match start {
+            Some(start) if start < end => {
+                pending.insert((kind, partition));
+                start
+            }
+            _ => end,
+        };
+        assignment
+            .add_partition_offset(kind.topic(), partition, Offset::Offset(from))
+            .map_err(kafka)?;
     }
     if pending.is_empty() {
         return Err(ReplayError::NotFound(after.to_string()));
@@ -264,15 +272,28 @@ fn read_log(
 
     let deadline = Instant::now() + timeout;
     let mut read = Vec::new();
+    let mut waves = WaveCounts::default();
     let mut scanned = 0;
-    while !pending.is_empty() {
+    // Once every partition is read to its end: until when the rest of a wave read
+    // in part is waited for (as long as the hub would hold it, within the bound).
+    let mut whole_by: Option<Instant> = None;
+    loop {
+        let mut wait = Duration::from_millis(100);
+        if pending.is_empty() {
+            let by =
+                *whole_by.get_or_insert_with(|| deadline.min(Instant::now() + config.order_hold));
+            match by.checked_duration_since(Instant::now()) {
+                Some(left) if !waves.all_whole() => wait = wait.min(left),
+                _ => break,
+            }
+        }
         if Instant::now() > deadline {
             return Err(ReplayError::Kafka(Error::Timeout));
         }
         if abandoned.load(Ordering::Relaxed) {
             return Err(ReplayError::Abandoned);
         }
-        let message = match consumer.poll(Duration::from_millis(100)) {
+        let message = match consumer.poll(wait) {
             None => continue,
             Some(Err(e)) => return Err(kafka(e)),
             Some(Ok(m)) => m,
@@ -285,25 +306,53 @@ fn read_log(
             continue;
         };
         let key = (kind, message.partition());
-        if !pending.contains(&key) {
-            continue;
-        }
-        let Some(&end) = covered.get(&key) else {
+        let Some(end) = ends.get_mut(&key) else {
             continue;
         };
-        if message.offset() >= end - 1 {
+        if message.offset() >= *end - 1 {
             pending.remove(&key);
         }
-        if message.offset() < end {
-            if let Some(d) = decode(&message) {
-                read.push(d);
-            }
+        // Read past its first end too: covered up to there.
+        *end = (*end).max(message.offset() + 1);
+        if let Some(d) = decode(&message) {
+            waves.add(&d);
+            read.push(d);
         }
     }
     Ok(Replay {
         events: after_event(read, after)?,
-        covered: Covered(covered),
+        covered: Covered(ends),
     })
+}
+
+/// The waves a replay has read, and how many of them are not yet whole (see
+/// `Wave`): a replay that stopped inside a wave would hand out part of it, and
+/// the hub the rest after whatever followed it, out of publication order.
+#[derive(Default)]
+struct WaveCounts {
+    read: HashMap<(String, i64), (usize, usize)>,
+    unwhole: usize,
+}
+
+impl WaveCounts {
+    fn add(&mut self, d: &Delivered) {
+        let Some(wave) = &d.wave else {
+            return;
+        };
+        let key = (wave.sequence.clone(), d.timestamp_ms);
+        let (count, expected) = self.read.entry(key).or_insert_with(|| {
+            self.unwhole += 1;
+            (0, wave.expected())
+        });
+        *count += 1;
+        if *count == *expected {
+            self.unwhole -= 1;
+        }
+    }
+
+    fn all_whole(&self) -> bool {
+        self.unwhole == 0
+    }
 }
 
 /// The events that follow `after` in publication order (the hub's own merge),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use domain::{Checkout, CheckoutEvent, EventKind};
-use events_kafka::{EventHub, EventProducer, KafkaConfig};
+use events_kafka::{EventHub, EventProducer, KafkaConfig, Wave};
 use shutdown::Closeable;
 use tokio::sync::broadcast::Receiver;
 
@@ -281,6 +281,128 @@ async fn a_replay_past_its_bound_is_refused() {
         }
         assert_eq!(hub.replays_running(), 0, "the place is given back");
     }
+    producer.close().await.unwrap();
+    hub.close().await.unwrap();
+}
+
+/// Publishes one event of a relay's wave (as the relay does: with its place).
+#[allow(clippy::too_many_arguments)]
+async fn publish_in_wave(
+    producer: &EventProducer,
+    topic: &str,
+    upc: &str,
+    id: &str,
+    ts: i64,
+    sequence: &str,
+    previous_ms: i64,
+    size: u32,
+) {
+    let payload = serde_json::to_string(&event(1, upc)).unwrap();
+    let wave = Wave {
+        sequence: sequence.to_string(),
+        previous_ms,
+        size,
+    };
+    producer
+        .enqueue(topic, upc, id, &payload, ts, Some(&wave), None)
+        .unwrap()
+        .acknowledged()
+        .await
+        .unwrap();
+}
+
+/// A wave that arrives split, the next wave between its parts, is handed out whole
+/// and in publication order before the next; a resume that reads part of a wave
+/// waits for the rest. So a live subscriber sees events in the order a resume
+/// replays them, and a client resuming after the last event it saw misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_split_wave_goes_out_whole_live_and_in_a_resume() {
+    let mut config = config();
+    config.order_hold = Duration::from_secs(3); // the test holds a wave open
+    let hub = std::sync::Arc::new(EventHub::start(&config).await.unwrap());
+    let mut rx = hub.subscribe();
+    let producer = EventProducer::new(&config).unwrap();
+    let (upc, sequence) = (unique_upc(), testkit::unique_name("outbox"));
+    let ids: Vec<String> = (0..4).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let id = |i: usize| Some(ids[i].as_str());
+    let base = now_ms();
+    // Wave `base`: ids[0]. Wave base+1: ids[1] and ids[2], the latter published
+    // only after wave base+2 (ids[3]).
+    publish_in_wave(&producer, "checkout", &upc, &ids[0], base, &sequence, 0, 1).await;
+    publish_in_wave(
+        &producer,
+        "checkout",
+        &upc,
+        &ids[1],
+        base + 1,
+        &sequence,
+        base,
+        2,
+    )
+    .await;
+    publish_in_wave(
+        &producer,
+        "checkout",
+        &upc,
+        &ids[3],
+        base + 2,
+        &sequence,
+        base + 1,
+        1,
+    )
+    .await;
+    assert_eq!(next_for(&mut rx, &upc).await.event_id.as_deref(), id(0));
+
+    // A client that saw ids[0] resumes now, while wave base+1 is half published.
+    let resuming = {
+        let (hub, after) = (std::sync::Arc::clone(&hub), ids[0].clone());
+        tokio::spawn(async move {
+            let both = [EventKind::Checkout, EventKind::Checkin];
+            hub.replay_after(&both, &after).await
+        })
+    };
+    let early = tokio::time::timeout(Duration::from_millis(300), next_for(&mut rx, &upc)).await;
+    assert!(
+        early.is_err(),
+        "handed out before its wave was whole: {early:?}"
+    );
+    assert!(!resuming.is_finished(), "the resume stopped inside a wave");
+
+    publish_in_wave(
+        &producer,
+        "checkin",
+        &upc,
+        &ids[2],
+        base + 1,
+        &sequence,
+        base,
+        2,
+    )
+    .await;
+    let mut live = Vec::new();
+    for _ in 0..3 {
+        live.push(next_for(&mut rx, &upc).await);
+    }
+    let live_ids: Vec<_> = live.iter().map(|d| d.event_id.as_deref()).collect();
+    // Within a wave, publication order is topic (checkin first), then partition.
+    assert_eq!(
+        live_ids,
+        [id(2), id(1), id(3)],
+        "wave base+1 whole, then base+2"
+    );
+
+    let replay = resuming.await.unwrap().expect("replay");
+    let replayed: Vec<_> = replay
+        .events
+        .iter()
+        .filter(|d| d.event.asset_upc == upc)
+        .map(|d| d.event_id.as_deref())
+        .collect();
+    assert_eq!(
+        replayed, live_ids,
+        "the resume replays what the live subscriber saw"
+    );
+    assert!(live.iter().all(|d| replay.covered.covers(d)));
     producer.close().await.unwrap();
     hub.close().await.unwrap();
 }

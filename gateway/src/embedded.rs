@@ -353,6 +353,7 @@ impl LocalBus {
             offset: *offset,
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
             trace: domain::trace::current(),
+            wave: None,
         });
         history.push_back(Arc::clone(&delivered));
         if history.len() > HISTORY {

@@ -418,6 +418,9 @@ async fn real(services: &Services, settings: &Settings) -> anyhow::Result<Backen
     // Each publication a span in its mutation's trace (deliveries its children).
     relay_config.trace =
         crate::telemetry::enabled().then_some(crate::telemetry::child_of as domain::trace::Joiner);
+    // One sequence of waves per outbox, whichever instance relays it.
+    let m = &services.mysql;
+    relay_config.sequence = format!("mysql://{}:{}/{}", m.host, m.port, m.database);
     let relay = Arc::new(OutboxRelay::spawn(
         Arc::clone(&mysql) as Arc<dyn Outbox>,
         Arc::clone(&producer),
