@@ -50,6 +50,7 @@ pub struct Metrics {
     datasource_calls: IntCounterVec,
     persisted: IntCounterVec,
     subscriptions: IntGaugeVec,
+    executions: IntGauge,
     ready: IntGauge,
     samplers: Vec<Sampler>,
     counters: Vec<(IntCounter, Arc<dyn Fn() -> u64 + Send + Sync>)>,
@@ -172,6 +173,10 @@ impl Metrics {
             ),
             &["transport"],
         )?;
+        let executions = IntGauge::new(
+            "graphql_subscription_executions_active",
+            "Subscription executions running: subscribers with the same document, variables and viewer scope share one",
+        )?;
         let ready = IntGauge::new(
             "gateway_ready",
             "1 when the last readiness probe answered 200, 0 when 503",
@@ -187,6 +192,7 @@ impl Metrics {
         }
         registry.register(Box::new(persisted.clone()))?;
         registry.register(Box::new(subscriptions.clone()))?;
+        registry.register(Box::new(executions.clone()))?;
         registry.register(Box::new(datasource_calls.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -224,6 +230,7 @@ impl Metrics {
             datasource_calls,
             persisted,
             subscriptions,
+            executions,
             ready,
             samplers,
             counters,
@@ -264,6 +271,12 @@ impl Metrics {
         SubscriptionCount(gauge)
     }
 
+    /// Counts a shared subscription execution running until the guard is dropped.
+    pub fn subscription_execution(&self) -> SubscriptionCount {
+        self.executions.inc();
+        SubscriptionCount(self.executions.clone())
+    }
+
     /// Counts errors by code (a subscription's later events).
     pub fn observe_errors(&self, codes: &[String]) {
         for code in codes {
@@ -296,7 +309,7 @@ impl Metrics {
     }
 }
 
-/// One running subscription in `graphql_subscriptions_active`.
+/// One running subscription (or shared execution) in its gauge.
 pub struct SubscriptionCount(IntGauge);
 
 impl Drop for SubscriptionCount {

@@ -19,7 +19,7 @@ use shutdown::Readiness;
 #[cfg(feature = "fuzzing")]
 pub(crate) use graphql::request_from_body;
 pub use health::DependencyCheck;
-pub use metrics::{Metrics, SampledCounter, SampledGauge, Sampler};
+pub use metrics::{Metrics, SampledCounter, SampledGauge, Sampler, SubscriptionCount};
 pub use ws::{ConnectionFd, WsTracker};
 
 use crate::pipeline::Pipeline;

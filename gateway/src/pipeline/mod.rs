@@ -11,6 +11,7 @@ mod errors;
 mod nulls;
 mod operations;
 mod persisted;
+mod shared;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +76,7 @@ pub struct Pipeline {
     labels: OperationLabels,
     persisted: PersistedQueries,
     field_types: FieldTypes,
+    shared: shared::SharedExecutions,
 }
 
 /// One executed query or mutation.
@@ -105,6 +107,7 @@ impl Pipeline {
             labels,
             persisted,
             field_types: FieldTypes::from_sdl(&schema_sdl),
+            shared: shared::SharedExecutions::default(),
         }
     }
 
@@ -177,16 +180,27 @@ impl Pipeline {
         // a span of the trace of the mutation that caused it.
         let span = operation_span(ty, ran.label);
         telemetry::join(&span, parent, true);
+        let sharing = is_subscription
+            .then(|| shared::Key::of(&request, &viewer))
+            .flatten();
         let request = self.with_context(request, viewer, &span);
         let pipeline = Arc::clone(self);
         let events_trace = match ty {
             Some(OperationType::Mutation) => telemetry::w3c(&span),
             _ => None,
         };
-        let responses = self.schema.execute_stream(request);
-        let responses: BoxStream<'static, Response> = if is_subscription {
-            responses
+        let responses: BoxStream<'static, Response> = if let Some(key) = sharing {
+            let schema = self.schema.clone();
+            self.shared.join(
+                key,
+                move || schema.execute_stream(request),
+                || pipeline.metrics.subscription_execution(),
+                errors::subscriber_too_slow,
+            )
+        } else if is_subscription {
+            self.schema.execute_stream(request)
         } else {
+            let responses = self.schema.execute_stream(request);
             // A query or mutation over a stream: one response, under the same
             // timeout as over HTTP, in its span (a mutation's events with its context).
             let timeout = self.config.timeout;

@@ -537,20 +537,7 @@ fn wide_subscription(pairs: usize) -> String {
 #[tokio::test]
 async fn subscriptions_are_counted_per_transport() {
     let app = TestApp::embedded().await;
-    let until = |line: &'static str| {
-        let app = &app;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !app.metrics().await.contains(line) {
-                assert!(
-                    Instant::now() < deadline,
-                    "no {line:?} in {}",
-                    app.metrics().await
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
+    let until = |line: &'static str| until_metric(&app, line);
     let mut ws = authed(&app, MODERN, "user1").await;
     send(
         &mut ws,
@@ -564,4 +551,98 @@ async fn subscriptions_are_counted_per_transport() {
         .contains("graphql_subscriptions_active{transport=\"sse\"} 0\n"));
     send(&mut ws, json!({"id": "1", "type": "complete"})).await;
     until("graphql_subscriptions_active{transport=\"graphql-transport-ws\"} 0\n").await;
+}
+
+/// Polls `/metrics` (the condition) until it has `line`, for at most 10 s.
+async fn until_metric(app: &TestApp, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !app.metrics().await.contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in {}",
+            app.metrics().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The next `next` message on subscription `id` of `ws`: its `checkout`.
+async fn next_checkout(ws: &mut Ws, id: &str) -> Value {
+    loop {
+        let msg = next(ws, Duration::from_secs(10))
+            .await
+            .expect("an event within 10 s")
+            .expect("socket open");
+        if msg["type"] == "next" && msg["id"] == id {
+            return msg["payload"]["data"]["checkout"].clone();
+        }
+    }
+}
+
+/// Subscribers of the same subscription (document, variables and viewer scope)
+/// share one execution, each still getting every event; one leaving does not stop
+/// the others', the last leaving stops it. A selection that reaches a patron's
+/// private fields is shared only by the same user.
+#[tokio::test]
+async fn subscribers_of_one_subscription_share_one_execution() {
+    let app = TestApp::embedded().await;
+    let shared = "subscription { checkout { id assetUpc } }";
+    let personal = "subscription { checkout { id patron { firstName } } }";
+    let mut sockets = Vec::new();
+    for (user, query) in [
+        // Two users with the same roles.
+        ("user3", shared),
+        ("user3", shared),
+        ("apickerin0@51.la", shared),
+        ("user3", personal),
+        ("apickerin0@51.la", personal),
+    ] {
+        let mut ws = authed(&app, MODERN, user).await;
+        send(
+            &mut ws,
+            json!({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+        )
+        .await;
+        sockets.push(ws);
+    }
+    until_metric(
+        &app,
+        "graphql_subscriptions_active{transport=\"graphql-transport-ws\"} 5\n",
+    )
+    .await;
+    let executions = |n: usize| format!("graphql_subscription_executions_active {n}\n");
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(&executions(3)),
+        "one shared, one per user: {metrics}"
+    );
+
+    let token = app.token("user1").await;
+    let upc = "9000000021";
+    let check_out = || async {
+        app.gql(Some(&token), BACK, json!({"u": upc})).await;
+        let (_, made) = app.gql(Some(&token), OUT, json!({"u": upc})).await;
+        made["data"]["checkoutAsset"]["id"].clone()
+    };
+    let id = check_out().await;
+    assert!(id.is_string(), "{id}");
+    for ws in &mut sockets {
+        assert_eq!(next_checkout(ws, "1").await["id"], id);
+    }
+
+    // The first member leaves: the others' execution goes on.
+    send(&mut sockets[0], json!({"id": "1", "type": "complete"})).await;
+    until_metric(
+        &app,
+        "graphql_subscriptions_active{transport=\"graphql-transport-ws\"} 4\n",
+    )
+    .await;
+    assert!(app.metrics().await.contains(&executions(3)));
+    let id = check_out().await;
+    for ws in &mut sockets[1..] {
+        assert_eq!(next_checkout(ws, "1").await["id"], id);
+    }
+    // The last members of the shared one leave: it stops.
+    drop(sockets.drain(..3));
+    until_metric(&app, &executions(2)).await;
 }
