@@ -231,7 +231,7 @@ struct Assignment {
 
 /// Where a newly found partition is read from.
 #[derive(Clone, Copy)]
-enum From {
+enum StartAt {
     /// Its current end: found at start-up.
     End,
     /// The first event stamped at or after this time: found later, because the
@@ -246,11 +246,11 @@ impl Assignment {
     /// how many are assigned in all.
     async fn refresh(&mut self) -> Result<usize, Error> {
         let from = if !self.looked {
-            From::End
+            StartAt::End
         } else if !self.contacted {
-            From::Time(self.started_ms - CLOCK_SLACK.as_millis() as i64)
+            StartAt::Time(self.started_ms - CLOCK_SLACK.as_millis() as i64)
         } else {
-            From::Beginning
+            StartAt::Beginning
         };
         self.looked = true;
         let consumer = Arc::clone(&self.consumer);
@@ -271,7 +271,7 @@ impl Assignment {
 fn assign_new(
     consumer: &Consumed,
     assigned: &HashSet<(EventKind, i32)>,
-    from: From,
+    from: StartAt,
     timeout: Duration,
 ) -> Result<Vec<(EventKind, i32)>, Error> {
     let mut found = Vec::new();
@@ -294,19 +294,19 @@ fn assign_new(
     let mut list = TopicPartitionList::new();
     for &(kind, partition) in &found {
         let offset = match from {
-            From::End => {
+            StartAt::End => {
                 let (_, high) = consumer
                     .fetch_watermarks(kind.topic(), partition, timeout)
                     .map_err(Error::Metadata)?;
                 Offset::Offset(high)
             }
-            From::Time(ms) => Offset::Offset(ms),
-            From::Beginning => Offset::Beginning,
+            StartAt::Time(ms) => Offset::Offset(ms),
+            StartAt::Beginning => Offset::Beginning,
         };
         list.add_partition_offset(kind.topic(), partition, offset)
             .map_err(Error::Metadata)?;
     }
-    if let From::Time(_) = from {
+    if let StartAt::Time(_) = from {
         // Each partition's first offset at or after the time; its end when none.
         list = consumer
             .offsets_for_times(list, timeout)

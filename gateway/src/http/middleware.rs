@@ -33,11 +33,19 @@ pub async fn request_context(
         request_id = %request_id,
         http.method = %req.method(),
         url.path = %req.path(),
-        otel.name = %format_args!("{} {}", req.method(), req.path()),
-        otel.kind = "server",
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
     );
+    // What only an exported span needs: not formatted when traces are off.
+    if telemetry::enabled() {
+        span.record(
+            "otel.name",
+            tracing::field::display(format_args!("{} {}", req.method(), req.path())),
+        );
+        span.record("otel.kind", "server");
+    }
     if let Some(ids) = telemetry::continue_trace(&span, HeaderExtractor(req.headers())) {
         span.record("trace_id", tracing::field::display(&ids.trace_id));
         span.record("span_id", tracing::field::display(&ids.span_id));

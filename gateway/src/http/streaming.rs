@@ -10,8 +10,8 @@
 //! Written here rather than taken from a crate: async-graphql's integrations have no
 //! multipart subscription transport, and the framing is a few lines per protocol.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
@@ -92,8 +92,22 @@ pub struct Watch {
 
 /// When the body was last polled, and whether the connection still holds it.
 struct Progress {
-    polled: Mutex<Instant>,
+    started: Instant,
+    /// Milliseconds after `started` (an atomic: written at every poll).
+    polled_ms: AtomicU64,
     alive: AtomicBool,
+}
+
+impl Progress {
+    fn polled_now(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.polled_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn idle(&self) -> Duration {
+        let since = Duration::from_millis(self.polled_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(since)
+    }
 }
 
 /// Dropped with the body: the connection has let it go.
@@ -126,11 +140,7 @@ impl Watch {
             if !progress.alive.load(Ordering::Relaxed) {
                 return;
             }
-            let idle = progress
-                .polled
-                .lock()
-                .map(|polled| polled.elapsed())
-                .unwrap_or_default();
+            let idle = progress.idle();
             if draining || idle > patience {
                 tracing::info!(
                     draining,
@@ -174,7 +184,8 @@ pub fn respond(
         Some((frame, rest))
     });
     let progress = Arc::new(Progress {
-        polled: Mutex::new(Instant::now()),
+        started: Instant::now(),
+        polled_ms: AtomicU64::new(0),
         alive: AtomicBool::new(true),
     });
     // On this worker's own thread, like the connection (see `Watch::run`).
@@ -182,9 +193,7 @@ pub fn respond(
     let alive = Alive(progress);
     let mut frames = Box::pin(frames);
     let polled = futures::stream::poll_fn(move |cx| {
-        if let Ok(mut polled) = alive.0.polled.lock() {
-            *polled = Instant::now();
-        }
+        alive.0.polled_now();
         frames.poll_next_unpin(cx)
     });
     let bytes = polled.map(move |frame| Ok::<_, std::convert::Infallible>(encode(protocol, frame)));

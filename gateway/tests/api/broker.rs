@@ -28,12 +28,7 @@ async fn the_broker_absent_at_start_up_then_started_loses_nothing() {
     .await;
     assert!(started.elapsed() < Duration::from_secs(30), "started");
 
-    let ready = app
-        .client
-        .get(format!("{}/health/ready", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 200);
     let body = ready.text().await.unwrap();
     assert!(body.starts_with("OK") && body.contains("kafka"), "{body}");
@@ -109,11 +104,6 @@ async fn the_broker_absent_at_start_up_then_started_loses_nothing() {
     }
     assert_eq!(seen, expected);
     assert!(app.metrics().await.contains("kafka_broker_reachable 1"));
-    let ready = app
-        .client
-        .get(format!("{}/health/ready", app.base))
-        .send()
-        .await
-        .unwrap();
+    let ready = app.get("/health/ready").await;
     assert_eq!(ready.text().await.unwrap(), "OK");
 }

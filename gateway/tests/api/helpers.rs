@@ -187,16 +187,20 @@ impl TestApp {
     /// dev key service `/login`.
     pub async fn token(&self, username: &str) -> String {
         if !self.real {
-            let r = self
-                .client
-                .get(format!("{}/dev/token/{username}", self.base))
-                .send()
-                .await
-                .unwrap();
+            let r = self.get(&format!("/dev/token/{username}")).await;
             assert_eq!(r.status(), 200);
             return r.text().await.unwrap();
         }
         dev_login(&self.client, username).await
+    }
+
+    /// GETs `path` (e.g. `/health/ready`).
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
     }
 
     /// POSTs a GraphQL request; returns (status, body).
@@ -215,14 +219,7 @@ impl TestApp {
 
     /// The `/metrics` text.
     pub async fn metrics(&self) -> String {
-        self.client
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        self.get("/metrics").await.text().await.unwrap()
     }
 
     /// `datasource_calls_total` from `/metrics`, per `{call=..,store=..}` label set.

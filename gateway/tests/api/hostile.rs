@@ -299,23 +299,13 @@ async fn not_ready_until_a_first_jwt_key_is_held() {
     settings.auth.key_url = Some(keys.url.clone());
     let app = TestApp::with_settings(settings).await;
     let ready = || async {
-        let r = app
-            .client
-            .get(format!("{}/health/ready", app.base))
-            .send()
-            .await
-            .unwrap();
+        let r = app.get("/health/ready").await;
         (r.status().as_u16(), r.text().await.unwrap())
     };
     let (status, body) = ready().await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("jwt-key"), "{body}");
-    let live = app
-        .client
-        .get(format!("{}/health/live", app.base))
-        .send()
-        .await
-        .unwrap();
+    let live = app.get("/health/live").await;
     assert_eq!(live.status(), 200, "liveness is not readiness");
 
     let issuer = auth_jwt::dev::DevIssuer::generate(auth_jwt::dev::default_users()).unwrap();

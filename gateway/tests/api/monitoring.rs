@@ -130,12 +130,7 @@ async fn the_rules_and_the_dashboard_name_only_exported_metrics() {
         .await;
     assert_eq!(status, 200);
     app.gql(None, "{ checkouts { id } }", json!({})).await;
-    let ready = app
-        .client
-        .get(format!("{}/health/ready", app.base))
-        .send()
-        .await
-        .expect("ready");
+    let ready = app.get("/health/ready").await;
     assert_eq!(ready.status(), 200);
     let exported: BTreeSet<String> = app
         .metrics()
