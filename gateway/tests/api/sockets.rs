@@ -1,6 +1,7 @@
 //! WebSocket limits and lifecycles (SPEC section 5b), over real clients of both
 //! protocols: `connection_init` timeout, keep-alives, subscriptions per socket,
-//! sockets per instance and per user, token expiry, a reader that stops reading.
+//! sockets per instance and per user, token expiry, a reader that stops reading
+//! (WebSocket or HTTP stream), shared executions.
 //! On embedded apps (the rules are the socket loop's, whatever feeds the events),
 //! but for the stop with a stalled reader, which needs the binary on real services.
 
@@ -641,4 +642,34 @@ async fn subscribers_of_one_subscription_share_one_execution() {
     // The last members of the shared one leave: it stops.
     drop(sockets.drain(..3));
     until_metric(&app, &executions(2)).await;
+}
+
+/// An HTTP stream whose client stops reading, with no stop in sight, is cut off
+/// once its body has gone unpolled for a heartbeat period plus `WS_SEND_TIMEOUT`,
+/// while a reader keeps getting every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_http_stream_is_cut_off() {
+    let app = app_with(|s| {
+        s.subscriptions.send_timeout = Duration::from_millis(500);
+        s.limits.max_aliases = 120;
+    })
+    .await;
+    let token = app.token("user1").await;
+    let multipart = r#"multipart/mixed;subscriptionSpec="1.0""#;
+    let stalled = stalled_stream(app.port, &token, multipart, 50).await;
+    let streams =
+        |n: usize| format!("graphql_subscriptions_active{{transport=\"multipart\"}} {n}\n");
+    until_metric(&app, &streams(1)).await;
+    // 6 MiB due: more than the socket's buffers and actix's write buffer hold.
+    let _reader = flood(
+        app.port,
+        &app.base,
+        &token,
+        &["9000000022"],
+        50,
+        (1, 6 << 20),
+    )
+    .await;
+    until_metric(&app, &streams(0)).await;
+    drop(stalled);
 }
