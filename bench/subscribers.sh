@@ -4,8 +4,9 @@
 # lease, so B's commits reach it through the outbox poll); then memory per idle
 # subscriber with IDLE subscribers on a fresh A.
 # Usage: bench/subscribers.sh [N=1000] [M=20] [IDLE=10000]
-# Prints delivered/expected and p50/p99/max mutation-to-delivery per case, and the
-# KiB of RSS per idle subscriber. Real services from scripts/services.sh.
+# Prints delivered/expected, p50/p99/max mutation-to-delivery and gateway A's CPU
+# per event for each case, and the KiB of RSS per idle subscriber. Real services
+# from scripts/services.sh.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 N=${1:-1000}
 M=${2:-20}
@@ -29,11 +30,20 @@ start_gateway $PORT_A a.log; A=$GW
 until lease_held $PORT_A; do sleep 0.05; done
 start_gateway $PORT_B b.log
 
+# One case: subscribers on A, mutations to PORT; also A's CPU per event (its
+# fan-out to N subscribers, plus the subscribers' set-up, which is small).
+delivery() {
+  local before after
+  before=$(cpu_ticks "$A")
+  ./target/release/examples/subscribers "ws://127.0.0.1:$PORT_A/graphql" "http://127.0.0.1:$1/graphql" "$N" "$M"
+  after=$(cpu_ticks "$A")
+  echo "  gateway A CPU: $(( (after - before) * 1000 / $(getconf CLK_TCK) / M )) ms per event"
+}
 echo "subscribers=$N mutations=$M cores=$(nproc)"
 printf 'same instance:  '
-./target/release/examples/subscribers "ws://127.0.0.1:$PORT_A/graphql" "http://127.0.0.1:$PORT_A/graphql" "$N" "$M"
+delivery $PORT_A
 printf 'cross instance: '
-./target/release/examples/subscribers "ws://127.0.0.1:$PORT_A/graphql" "http://127.0.0.1:$PORT_B/graphql" "$N" "$M"
+delivery $PORT_B
 
 # Memory: a fresh instance per stage (connected, initialised, subscribed), IDLE
 # subscribers that stay open; the RSS they add, per subscriber.
