@@ -18,6 +18,16 @@ pub fn coded(message: impl Into<String>, code: &'static str) -> Error {
     Error::new(message).extend_with(|_, e| e.set("code", code))
 }
 
+/// `SUBSCRIBER_TOO_SLOW`: the code and message a subscriber that fell `behind`
+/// events behind gets before its stream ends (from the event hub or from a shared
+/// execution).
+pub const SUBSCRIBER_TOO_SLOW: &str = "SUBSCRIBER_TOO_SLOW";
+
+/// The message of `SUBSCRIBER_TOO_SLOW`.
+pub fn too_slow_message(behind: u64) -> String {
+    format!("subscriber fell {behind} events behind and was dropped; reconnect with `after`")
+}
+
 /// A data-source failure: logged with its whole chain here; the client sees a code
 /// and, outside production, the top-level message only.
 pub fn internal(e: &StoreError) -> Error {

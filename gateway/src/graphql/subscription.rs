@@ -7,7 +7,7 @@ use domain::EventKind;
 use futures::{Stream, StreamExt};
 
 use super::context::stores;
-use super::errors::coded;
+use super::errors::{coded, too_slow_message, SUBSCRIBER_TOO_SLOW};
 use super::guards::RoleGuard;
 use super::loaders::LoaderScope;
 use super::types::GqlCheckout;
@@ -60,7 +60,7 @@ async fn stream_of(
                     })))
                 }
                 Ok(_) => None,
-                Err(lagged) => Some(Err(coded(lagged, "SUBSCRIBER_TOO_SLOW"))),
+                Err(behind) => Some(Err(coded(too_slow_message(behind), SUBSCRIBER_TOO_SLOW))),
             }
         }
     }))
@@ -89,20 +89,16 @@ fn delivery_span(d: &events_kafka::Delivered, replayed: bool) -> tracing::Span {
     span
 }
 
-/// Turns the broadcast receiver into a stream that ends after reporting a lag.
+/// Turns the broadcast receiver into a stream that ends after reporting a lag (how
+/// many events the subscriber fell behind).
 fn tokio_stream_from(
     rx: tokio::sync::broadcast::Receiver<std::sync::Arc<events_kafka::Delivered>>,
-) -> impl Stream<Item = std::result::Result<std::sync::Arc<events_kafka::Delivered>, String>> {
+) -> impl Stream<Item = std::result::Result<std::sync::Arc<events_kafka::Delivered>, u64>> {
     futures::stream::unfold(Some(rx), |state| async move {
         let mut rx = state?;
         match rx.recv().await {
             Ok(d) => Some((Ok(d), Some(rx))),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some((
-                Err(format!(
-                    "subscriber fell {n} events behind and was dropped; reconnect with `after`"
-                )),
-                None,
-            )),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => Some((Err(n), None)),
             Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
         }
     })

@@ -35,11 +35,9 @@ pub fn timeout_error(timeout: Duration) -> ServerError {
 /// What a subscriber that fell `behind` events behind its shared execution gets
 /// before its stream ends (the event hub's own message and code).
 pub fn subscriber_too_slow(behind: u64) -> async_graphql::Response {
-    let mut error = ServerError::new(
-        format!("subscriber fell {behind} events behind and was dropped; reconnect with `after`"),
-        None,
-    );
-    set_code(&mut error, "SUBSCRIBER_TOO_SLOW");
+    use crate::graphql::errors::{too_slow_message, SUBSCRIBER_TOO_SLOW};
+    let mut error = ServerError::new(too_slow_message(behind), None);
+    set_code(&mut error, SUBSCRIBER_TOO_SLOW);
     async_graphql::Response::from_errors(vec![error])
 }
 

@@ -183,28 +183,31 @@ impl Pipeline {
         let sharing = is_subscription
             .then(|| shared::Key::of(&request, &viewer))
             .flatten();
-        let request = self.with_context(request, viewer, &span);
         let pipeline = Arc::clone(self);
-        let events_trace = match ty {
-            Some(OperationType::Mutation) => telemetry::w3c(&span),
-            _ => None,
-        };
         let responses: BoxStream<'static, Response> = if let Some(key) = sharing {
-            let schema = self.schema.clone();
+            // Only the subscriber that starts the execution needs its context.
+            let starter = Arc::clone(self);
             self.shared.join(
                 key,
-                move || schema.execute_stream(request),
-                || pipeline.metrics.subscription_execution(),
-                errors::subscriber_too_slow,
+                move || {
+                    let request = starter.with_context(request, viewer, &span);
+                    starter.schema.execute_stream(request)
+                },
+                || self.metrics.subscription_execution(),
             )
         } else if is_subscription {
-            self.schema.execute_stream(request)
+            self.schema
+                .execute_stream(self.with_context(request, viewer, &span))
         } else {
-            let responses = self.schema.execute_stream(request);
+            let events_trace = match ty {
+                Some(OperationType::Mutation) => telemetry::w3c(&span),
+                _ => None,
+            };
+            let request = self.with_context(request, viewer, &span);
+            let mut responses = self.schema.execute_stream(request);
             // A query or mutation over a stream: one response, under the same
             // timeout as over HTTP, in its span (a mutation's events with its context).
             let timeout = self.config.timeout;
-            let mut responses = responses;
             let timed = async move {
                 match tokio::time::timeout(timeout, responses.next()).await {
                     Ok(Some(response)) => Some(response),

@@ -18,6 +18,7 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use tokio::sync::broadcast;
 
+use super::errors::subscriber_too_slow;
 use crate::graphql::Viewer;
 use crate::http::SubscriptionCount;
 
@@ -85,14 +86,12 @@ pub(crate) struct SharedExecutions {
 
 impl SharedExecutions {
     /// A member's stream of `key`'s responses: joins the running execution, or
-    /// starts `start()` as a new one. `lagged` is what a member that fell behind
-    /// gets before its stream ends.
+    /// starts `start()` as a new one, counted by `counted()`.
     pub(crate) fn join(
         &self,
         key: Key,
         start: impl FnOnce() -> BoxStream<'static, Response>,
         counted: impl FnOnce() -> SubscriptionCount,
-        lagged: fn(u64) -> Response,
     ) -> BoxStream<'static, Response> {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         let joined = running
@@ -130,7 +129,7 @@ impl SharedExecutions {
             }
         };
         drop(running);
-        member(execution, rx, lagged)
+        member(execution, rx)
     }
 }
 
@@ -138,13 +137,12 @@ impl SharedExecutions {
 fn member(
     execution: Arc<Execution>,
     rx: broadcast::Receiver<Arc<Response>>,
-    lagged: fn(u64) -> Response,
 ) -> BoxStream<'static, Response> {
-    futures::stream::unfold(Some((execution, rx)), move |state| async move {
+    futures::stream::unfold(Some((execution, rx)), |state| async move {
         let (execution, mut rx) = state?;
         match rx.recv().await {
             Ok(response) => Some((copy(&response), Some((execution, rx)))),
-            Err(broadcast::error::RecvError::Lagged(n)) => Some((lagged(n), None)),
+            Err(broadcast::error::RecvError::Lagged(n)) => Some((subscriber_too_slow(n), None)),
             Err(broadcast::error::RecvError::Closed) => None,
         }
     })
