@@ -14,6 +14,9 @@ RUN cargo chef prepare --recipe-path recipe.json
 
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
+# The patched actix-http (vendor/README.md) is outside the workspace, so the recipe
+# does not stub it: the cook builds it from its real source.
+COPY vendor vendor
 # Cook and build select the same packages, targets and features, so the final builds
 # reuse every cooked dependency instead of recompiling some.
 RUN cargo chef cook --release --locked --recipe-path recipe.json -p gateway --no-default-features --bin gateway \
