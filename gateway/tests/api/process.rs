@@ -1,5 +1,6 @@
-//! The `gateway` binary as a child process on a test's databases: for cases that
-//! kill it or send it signals. Its log is kept for assertions.
+//! The `gateway` binary as a child process, on a test's databases or its embedded
+//! stores: for cases that kill it, send it signals or measure its memory. Its log
+//! is kept for assertions.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -26,11 +27,8 @@ impl Process {
         env: &[(&str, &str)],
     ) -> Self {
         let s = testkit::services();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env("GRAPHQL_SERVER_PORT", "0")
+        let mut command = Self::command();
+        command
             .env("MYSQL_HOST", server.host())
             .env("MYSQL_PORT", server.port().to_string())
             .env("MYSQL_DATABASE", mysql_database)
@@ -45,7 +43,31 @@ impl Process {
                 ]
                 .map(|k| (k, s.var(k))),
             )
-            .envs(env.iter().copied())
+            .envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// Starts it on its embedded stores (no services) with `env`; returns once it
+    /// logs that it is ready.
+    pub fn embedded(env: &[(&str, &str)]) -> Self {
+        let mut command = Self::command();
+        command.envs(env.iter().copied());
+        Self::spawn(command)
+    }
+
+    /// The binary with a clean environment, on a free port.
+    fn command() -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gateway"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("GRAPHQL_SERVER_PORT", "0");
+        command
+    }
+
+    fn spawn(mut command: Command) -> Self {
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -108,6 +130,17 @@ impl Process {
             std::thread::sleep(Duration::from_millis(20));
         }
         panic!("no exit within {within:?}; log:\n{}", self.log());
+    }
+
+    /// Its resident memory now (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("the gateway's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no VmRSS in {status}"))
     }
 
     /// Everything it logged so far.

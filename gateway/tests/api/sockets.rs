@@ -552,12 +552,21 @@ async fn subscriptions_are_counted_per_transport() {
 
 /// Polls `/metrics` (the condition) until it has `line`, for at most 10 s.
 async fn until_metric(app: &TestApp, line: &str) {
+    until_metric_at(&app.base, line).await;
+}
+
+/// `until_metric` on the gateway at `base` (a child process, say).
+async fn until_metric_at(base: &str, line: &str) {
+    let metrics = || async {
+        let r = reqwest::get(format!("{base}/metrics")).await.unwrap();
+        r.text().await.unwrap()
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !app.metrics().await.contains(line) {
+    while !metrics().await.contains(line) {
         assert!(
             Instant::now() < deadline,
             "no {line:?} in {}",
-            app.metrics().await
+            metrics().await
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -672,4 +681,45 @@ async fn a_stalled_http_stream_is_cut_off() {
     .await;
     until_metric(&app, &streams(0)).await;
     drop(stalled);
+}
+
+/// Issue 19's budget: an idle subscriber (a graphql-transport-ws socket with one
+/// subscription, waiting for events) costs the gateway at most 16 KiB. Measured as
+/// the resident memory that 400 more of them add to a gateway process that 100 have
+/// warmed up (one-off allocations are no subscriber's). actix-http's idle
+/// connection buffers alone were 16 KiB (vendor/README.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_subscriber_costs_at_most_16_kib() {
+    let gateway = Process::embedded(&[("WS_MAX_SOCKETS_PER_USER", "1000")]);
+    let token = reqwest::get(format!("{}/dev/token/user3", gateway.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut sockets = Vec::new();
+    idle_subscribers(&gateway, &token, 100, &mut sockets).await;
+    let before = gateway.rss_kib();
+    idle_subscribers(&gateway, &token, 400, &mut sockets).await;
+    let each = gateway.rss_kib().saturating_sub(before) as f64 / 400.0;
+    assert!(each <= 16.0, "{each:.1} KiB per idle subscriber");
+}
+
+/// Opens `n` more subscribers of `CHECKOUTS` on `gateway` into `sockets`; returns
+/// once the gateway counts them all running.
+async fn idle_subscribers(gateway: &Process, token: &str, n: usize, sockets: &mut Vec<Ws>) {
+    for _ in 0..n {
+        let mut ws = acknowledged_port(gateway.port, MODERN, json!({ "authToken": token })).await;
+        send(
+            &mut ws,
+            json!({"id": "1", "type": "subscribe", "payload": {"query": CHECKOUTS}}),
+        )
+        .await;
+        sockets.push(ws);
+    }
+    let running = format!(
+        "graphql_subscriptions_active{{transport=\"graphql-transport-ws\"}} {}\n",
+        sockets.len()
+    );
+    until_metric_at(&gateway.base, &running).await;
 }

@@ -1493,6 +1493,17 @@ where
                     if inner_p.flags.intersects(Flags::LINGER | Flags::SHUTDOWN) {
                         cx.waker().wake_by_ref();
                     }
+
+                    // Central Library patch (see vendor/README.md): a connection waiting
+                    // for I/O keeps no empty buffers, so an idle WebSocket or keep-alive
+                    // connection costs no 16 KiB. The next read reserves again.
+                    if inner_p.read_buf.is_empty() {
+                        *inner_p.read_buf = BytesMut::new();
+                    }
+                    if inner_p.write_buf.is_empty() {
+                        *inner_p.write_buf = BytesMut::new();
+                    }
+
                     Poll::Pending
                 };
 
