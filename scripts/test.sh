@@ -63,10 +63,11 @@ scripts/fuzz.sh 20
 
 # The image build-and-run check (scripts/container-check.sh) takes minutes, so it runs
 # only when what goes into the image's dependency layer changed since it last passed
-# on this machine: the Dockerfile, the manifests and lock file, and the check itself.
+# on this machine: the Dockerfile, the manifests and lock file, the vendored crates,
+# and the check itself.
 step "container image"
 stamp_dir="${XDG_CACHE_HOME:-$HOME/.cache}/central-library/container-check"
-digest=$(git ls-files -z Dockerfile .dockerignore Cargo.lock Cargo.toml '*/Cargo.toml' \
+digest=$(git ls-files -z Dockerfile .dockerignore Cargo.lock Cargo.toml '*/Cargo.toml' vendor \
   scripts/container-check.sh | xargs -0 cat | sha256sum | cut -c1-16)
 stamp="$stamp_dir/$digest"
 if [[ -e $stamp ]]; then
