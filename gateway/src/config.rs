@@ -168,6 +168,10 @@ pub struct SubscriptionSettings {
     /// `SUBSCRIPTION_REPLAY_CONCURRENCY`: `after` replays reading the log at once
     /// per instance; more wait their turn.
     pub replay_concurrency: usize,
+    /// `SUBSCRIPTION_BUFFER_EVENTS`: responses one subscriber may fall behind the
+    /// others of its (shared) subscription by; past that it is told
+    /// `SUBSCRIBER_TOO_SLOW` and dropped, so nobody waits for it.
+    pub buffer: usize,
     /// `SUBSCRIPTION_REPLAY_MAX_EVENTS`: events one replay may read before it
     /// gives up (the client re-fetches with a query instead).
     pub replay_max_events: usize,
@@ -182,6 +186,7 @@ impl Default for SubscriptionSettings {
             max_sockets: 10_000,
             max_sockets_per_user: 50,
             send_timeout: Duration::from_secs(10),
+            buffer: 1024,
             replay_concurrency: 4,
             replay_max_events: 10_000,
         }
@@ -278,6 +283,7 @@ struct Raw {
     ws_max_sockets: Option<usize>,
     ws_max_sockets_per_user: Option<usize>,
     ws_send_timeout: Option<f64>,
+    subscription_buffer_events: Option<usize>,
     subscription_replay_concurrency: Option<usize>,
     subscription_replay_max_events: Option<usize>,
 }
@@ -338,6 +344,7 @@ pub const KNOWN_NAMES: &[&str] = &[
     "WS_MAX_SOCKETS",
     "WS_MAX_SOCKETS_PER_USER",
     "WS_SEND_TIMEOUT",
+    "SUBSCRIPTION_BUFFER_EVENTS",
     "SUBSCRIPTION_REPLAY_CONCURRENCY",
     "SUBSCRIPTION_REPLAY_MAX_EVENTS",
 ];
@@ -535,6 +542,10 @@ impl Settings {
                     .ws_max_sockets_per_user
                     .unwrap_or(subscriptions.max_sockets_per_user),
                 send_timeout: secs(raw.ws_send_timeout, subscriptions.send_timeout),
+                buffer: raw
+                    .subscription_buffer_events
+                    .unwrap_or(subscriptions.buffer)
+                    .max(1),
                 replay_concurrency: raw
                     .subscription_replay_concurrency
                     .unwrap_or(subscriptions.replay_concurrency)

@@ -358,6 +358,7 @@ pub(crate) fn pipeline(settings: &Settings, stores: Stores, metrics: Arc<Metrics
             persisted_entries: settings.limits.persisted_entries,
             persisted_bytes: settings.limits.persisted_bytes,
             max_response_bytes: settings.limits.max_response_bytes,
+            subscriber_buffer: settings.subscriptions.buffer,
         },
         metrics,
     )

@@ -64,6 +64,8 @@ pub struct PipelineConfig {
     pub persisted_bytes: usize,
     /// The largest reply to one operation (`GRAPHQL_MAX_RESPONSE_BYTES`).
     pub max_response_bytes: usize,
+    /// Responses a subscriber may fall behind by (`SUBSCRIPTION_BUFFER_EVENTS`).
+    pub subscriber_buffer: usize,
 }
 
 /// The pipeline; shared by every transport.
@@ -98,6 +100,7 @@ impl Pipeline {
         let labels = OperationLabels::new(config.max_operation_labels);
         let persisted = PersistedQueries::new(config.persisted_entries, config.persisted_bytes);
         let schema_sdl = schema.sdl();
+        let shared = shared::SharedExecutions::new(config.subscriber_buffer);
         Pipeline {
             schema,
             stores,
@@ -107,7 +110,7 @@ impl Pipeline {
             labels,
             persisted,
             field_types: FieldTypes::from_sdl(&schema_sdl),
-            shared: shared::SharedExecutions::default(),
+            shared,
         }
     }
 

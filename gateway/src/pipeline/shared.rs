@@ -22,10 +22,6 @@ use super::errors::subscriber_too_slow;
 use crate::graphql::Viewer;
 use crate::http::SubscriptionCount;
 
-/// Responses a member may fall behind by before it is dropped (the event hub's
-/// bound).
-const CAPACITY: usize = 1024;
-
 /// Which subscriptions share an execution.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct Key {
@@ -79,12 +75,20 @@ impl Execution {
 }
 
 /// The shared executions by key.
-#[derive(Default)]
 pub(crate) struct SharedExecutions {
     running: Mutex<HashMap<Key, Weak<Execution>>>,
+    /// Responses a member may fall behind by before it is dropped.
+    capacity: usize,
 }
 
 impl SharedExecutions {
+    pub(crate) fn new(capacity: usize) -> Self {
+        SharedExecutions {
+            running: Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
     /// A member's stream of `key`'s responses: joins the running execution, or
     /// starts `start()` as a new one, counted by `counted()`.
     pub(crate) fn join(
@@ -102,7 +106,7 @@ impl SharedExecutions {
             Some(joined) => joined,
             None => {
                 running.retain(|_, e| e.strong_count() > 0);
-                let (sender, rx) = broadcast::channel(CAPACITY);
+                let (sender, rx) = broadcast::channel(self.capacity);
                 let counted = counted();
                 let execution = Arc::new_cyclic(|me: &Weak<Execution>| {
                     let me = me.clone();

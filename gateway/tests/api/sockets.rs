@@ -315,6 +315,94 @@ async fn a_reader_that_stops_reading_is_dropped_without_slowing_others() {
     }
 }
 
+/// A subscriber that falls its buffer of events behind (`SUBSCRIPTION_BUFFER_EVENTS`,
+/// 16 here; its socket full, the send timeout far off) is told
+/// `SUBSCRIBER_TOO_SLOW` and its subscription ends,
+/// while another subscriber of the same subscription (the same shared execution)
+/// gets every event promptly; the late one's socket stays open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_falls_behind_is_told_and_dropped() {
+    let app = app_with(|s| {
+        s.subscriptions.send_timeout = Duration::from_secs(600);
+        s.subscriptions.keepalive = Duration::from_secs(600);
+        s.subscriptions.buffer = 16;
+        s.limits.max_aliases = 120;
+    })
+    .await;
+    let token = app.token("user1").await;
+    // A client with a small receive buffer that stops reading once subscribed.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+    let tcp = socket
+        .connect(([127, 0, 0, 1], app.port).into())
+        .await
+        .expect("connect");
+    let mut req = format!("ws://127.0.0.1:{}/graphql", app.port)
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("sec-websocket-protocol", MODERN.parse().unwrap());
+    let (mut late, _) =
+        tokio_tungstenite::client_async(req, tokio_tungstenite::MaybeTlsStream::Plain(tcp))
+            .await
+            .expect("upgrade");
+    send(
+        &mut late,
+        json!({"type": "connection_init", "payload": {"authToken": token}}),
+    )
+    .await;
+    let ack = next(&mut late, Duration::from_secs(10)).await;
+    assert_eq!(ack.unwrap().unwrap()["type"], "connection_ack");
+    let query = wide_subscription(50);
+    send(
+        &mut late,
+        json!({"id": "late", "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+    until_metric(
+        &app,
+        "graphql_subscriptions_active{transport=\"graphql-transport-ws\"} 1\n",
+    )
+    .await;
+    // 8 MiB due to it: about twice what its socket's buffers and 16 events hold.
+    let _reader = flood(
+        app.port,
+        &app.base,
+        &token,
+        &["9000000022"],
+        50,
+        (1, 8 << 20),
+    )
+    .await;
+    // It reads again: what was buffered, then the error, then the end.
+    let mut events = 0;
+    let error = loop {
+        let msg = next(&mut late, Duration::from_secs(10))
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket open");
+        assert_eq!(msg["id"], "late", "{msg}");
+        assert_eq!(msg["type"], "next", "ended after {events} events: {msg}");
+        if msg["payload"]["errors"].is_array() {
+            break msg["payload"].clone();
+        }
+        events += 1;
+    };
+    assert_eq!(
+        error["errors"][0]["extensions"]["code"], "SUBSCRIBER_TOO_SLOW",
+        "{error}"
+    );
+    let complete = next(&mut late, Duration::from_secs(10)).await;
+    assert_eq!(
+        complete.unwrap().unwrap(),
+        json!({"id": "late", "type": "complete"})
+    );
+    // The socket itself is still served.
+    send(&mut late, json!({"type": "ping"})).await;
+    let pong = next(&mut late, Duration::from_secs(10)).await;
+    assert_eq!(pong.unwrap().unwrap()["type"], "pong");
+}
+
 /// The trial: a subscriber that stopped reading while its socket's buffers
 /// filled, then SIGTERM. The stop does not wait for it: exit 0, every Closeable
 /// closed, well within the send timeout (the drain abandons blocked sends).
